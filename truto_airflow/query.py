@@ -72,7 +72,9 @@ def encode_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for key, value in params.items():
         if not isinstance(key, str) or not key:
-            raise QueryEncodingError(f"query parameter names must be non-empty strings, got {key!r}")
+            raise QueryEncodingError(
+                f"query parameter names must be non-empty strings, got {key!r}"
+            )
         _encode_into(pairs, key, value)
     return pairs
 
@@ -142,9 +144,9 @@ def _assign(container: Any, segments: list[str], value: str) -> None:
             return
         nxt = rest[0]
         last = container[-1] if container else None
-        if isinstance(last, dict) and not isinstance(last, _Indexed) and nxt not in last:
-            target = last
-        elif nxt == "" and isinstance(last, list) and not rest[1:]:
+        if (isinstance(last, dict) and not isinstance(last, _Indexed) and nxt not in last) or (
+            nxt == "" and isinstance(last, list) and not rest[1:]
+        ):
             target = last
         else:
             target = [] if nxt == "" else ({} if not nxt.isdigit() else _Indexed())
@@ -175,7 +177,9 @@ def _assign(container: Any, segments: list[str], value: str) -> None:
         else:
             container[slot] = {}
     target = container[slot]
-    if nxt == "" and not isinstance(target, list) or nxt.isdigit() and not isinstance(target, _Indexed):
+    if (nxt == "" and not isinstance(target, list)) or (
+        nxt.isdigit() and not isinstance(target, _Indexed)
+    ):
         raise QueryEncodingError(f"{head!r} is used both as an array and as an object")
     _assign(target, rest, value)
 

@@ -1,0 +1,216 @@
+"""Errors raised by truto-airflow.
+
+Two families, split by who has to act:
+
+* ``TrutoInputError`` and every API error the *user* must fix (400/401/403/404/405/409/422, a
+  blocked account's 503) derive from :class:`~airflow.sdk.exceptions.AirflowFailException`, so the
+  task fails at once instead of burning Airflow retries on a request that cannot succeed.
+* Transient faults (429, 5xx, network) derive from plain ``AirflowException``: the hook has
+  already retried them, and an Airflow task retry may still help.
+
+``str(error)`` is one readable line and never contains the API token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+__all__ = [
+    "TrutoAPIError",
+    "TrutoAccountBlockedError",
+    "TrutoAuthError",
+    "TrutoClientError",
+    "TrutoConfigError",
+    "TrutoInputError",
+    "TrutoMethodNotAllowedError",
+    "TrutoNetworkError",
+    "TrutoNotFoundError",
+    "TrutoRateLimitError",
+    "TrutoServerError",
+    "TrutoValidationError",
+    "error_class_for_status",
+]
+
+#: Longest error text kept from a response (message, raw response): enough to act on, small
+#: enough for logs and XCom.
+MAX_ERROR_TEXT = 500
+
+
+def truncate(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """Cut ``text`` to ``limit`` characters, saying how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+class TrutoInputError(AirflowFailException, ValueError):
+    """Bad input caught before any request was sent; the message names the field and the fix."""
+
+
+class TrutoConfigError(TrutoInputError):
+    """The Airflow connection (or hook arguments) cannot be used as configured."""
+
+
+class TrutoNetworkError(AirflowException):
+    """The request never got an HTTP answer (connect error, timeout, dropped connection)."""
+
+    def __init__(self, message: str, *, method: str, path: str, attempts: int) -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.attempts = attempts
+
+
+class TrutoAPIError(AirflowException):
+    """Truto answered with a non-2xx status.
+
+    Attributes mirror Truto's error body (``statusCode``, ``error``, ``message``,
+    ``truto_is_remote_error``, ``raw_response``, ``truto_error_insight``) plus the response headers
+    and the request's method and path (the path never carries the token; query strings are left
+    out because ``remote_query`` may hold customer data).
+    """
+
+    #: Whether the hook retries this error class on its own.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        message: str,
+        error: str | None = None,
+        is_remote_error: bool = False,
+        raw_response: Any = None,
+        error_insight: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "",
+        path: str = "",
+        attempts: int = 1,
+    ) -> None:
+        self.status_code = status_code  # type: ignore[assignment]  # int, not HTTPStatus
+        self.error = error
+        self.message = message
+        self.is_remote_error = is_remote_error
+        self.raw_response = raw_response
+        self.error_insight: dict[str, Any] = dict(error_insight or {})
+        self.headers: dict[str, str] = dict(headers or {})
+        self.method = method
+        self.path = path
+        self.attempts = attempts
+        super().__init__(self._one_line())
+
+    @property
+    def missing_required_fields(self) -> list[str]:
+        """Body fields Truto reported as required and missing (``truto_error_insight``)."""
+        return _insight_values(self.error_insight, "missing_required_body_fields")
+
+    @property
+    def missing_required_query_parameters(self) -> list[str]:
+        """Query parameters Truto reported as required and missing."""
+        return _insight_values(self.error_insight, "missing_required_query_parameters")
+
+    @property
+    def retry_after(self) -> str | None:
+        """The raw ``Retry-After`` header, when Truto (or the CRM behind it) sent one."""
+        return self.headers.get("retry-after")
+
+    def _one_line(self) -> str:
+        status = f"{self.status_code} {self.error}" if self.error else str(self.status_code)
+        where = f" on {self.method} {self.path}" if self.method else ""
+        parts = [f"Truto API error {status}{where}: {self.message or '(no message)'}"]
+        if self.is_remote_error:
+            parts.append("(reported by the CRM behind Truto)")
+        missing = self.missing_required_fields
+        if missing:
+            parts.append(f"; missing required body fields: {', '.join(missing)}")
+        missing_q = self.missing_required_query_parameters
+        if missing_q:
+            parts.append(f"; missing required query parameters: {', '.join(missing_q)}")
+        if self.attempts > 1:
+            parts.append(f"(after {self.attempts} attempts)")
+        return truncate(" ".join(parts).replace(" ;", ";").replace("\n", " "), 2 * MAX_ERROR_TEXT)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (for XCom and bulk outcome reports)."""
+        return {
+            "status_code": self.status_code,
+            "error": self.error,
+            "message": self.message,
+            "is_remote_error": self.is_remote_error,
+            "error_insight": self.error_insight,
+        }
+
+
+def _insight_values(insight: Mapping[str, Any], key: str) -> list[str]:
+    entry = insight.get(key)
+    value = entry.get("value") if isinstance(entry, Mapping) else entry
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if isinstance(value, str) and value:
+        return [value]
+    return []
+
+
+class TrutoClientError(TrutoAPIError, AirflowFailException):
+    """A 4xx the user must fix: retrying the same request cannot succeed."""
+
+
+class TrutoValidationError(TrutoClientError):
+    """400, 409 or 422: Truto or the CRM rejected the request body or parameters."""
+
+
+class TrutoAuthError(TrutoClientError):
+    """401 or 403: bad or expired token, missing scopes, or the account needs re-authentication."""
+
+
+class TrutoNotFoundError(TrutoClientError):
+    """404: the opportunity, or the integrated account, is not visible to this token."""
+
+
+class TrutoMethodNotAllowedError(TrutoClientError):
+    """405: for example a write to a sandbox integrated account, which Truto keeps read-only."""
+
+
+class TrutoRateLimitError(TrutoAPIError):
+    """429: retried by the hook after ``Retry-After``; raised when the retries ran out."""
+
+    retryable = True
+
+
+class TrutoServerError(TrutoAPIError):
+    """5xx: Truto or the CRM failed; 500/502/504 are retried by the hook."""
+
+    retryable = True
+
+
+class TrutoAccountBlockedError(TrutoServerError, AirflowFailException):
+    """503: Truto uses it for a blocked integrated account (contact Truto support); not retried."""
+
+    retryable = False
+
+
+_BY_STATUS: dict[int, type[TrutoAPIError]] = {
+    400: TrutoValidationError,
+    401: TrutoAuthError,
+    403: TrutoAuthError,
+    404: TrutoNotFoundError,
+    405: TrutoMethodNotAllowedError,
+    409: TrutoValidationError,
+    422: TrutoValidationError,
+    429: TrutoRateLimitError,
+    503: TrutoAccountBlockedError,
+}
+
+
+def error_class_for_status(status_code: int) -> type[TrutoAPIError]:
+    """The exception class for an HTTP status (unknown 4xx are client errors)."""
+    if status_code in _BY_STATUS:
+        return _BY_STATUS[status_code]
+    if status_code >= 500:
+        return TrutoServerError
+    if 400 <= status_code < 500:
+        return TrutoClientError
+    return TrutoAPIError

@@ -1,0 +1,822 @@
+"""TrutoHook: the Airflow connection, a pooled httpx2 client, retries and typed Truto calls.
+
+The connection (``conn_type="truto"``) keeps the API token in *password* and the base URL in
+*host* (default ``https://api.truto.one``); extras ``integrated_account_id``, ``timeout`` and
+``max_retries`` set defaults. The constructor does no I/O; the connection is read on first use.
+
+One :class:`httpx2.Client` (and, for the bulk operator, one :class:`httpx2.AsyncClient`) is kept
+per hook so calls reuse connections. Requests are built and checked once (:meth:`prepare_update`)
+and sent by either client, so the sync and async paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import quote
+
+import httpx2
+from airflow.sdk import BaseHook
+
+from truto_airflow import __version__
+from truto_airflow.exceptions import (
+    TrutoAPIError,
+    TrutoConfigError,
+    TrutoInputError,
+    TrutoNetworkError,
+    error_class_for_status,
+    truncate,
+)
+from truto_airflow.get_provider_info import DEFAULT_BASE_URL
+from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
+from truto_airflow.models.options import (
+    build_unified_query,
+    validate_integrated_account_id,
+)
+from truto_airflow.query import QueryEncodingError, encode_query
+from truto_airflow.retry import RetryPolicy
+
+__all__ = ["PreparedRequest", "TrutoConnectionSettings", "TrutoHook", "opportunity_path"]
+
+OPPORTUNITIES_PATH = "/unified/crm/opportunities"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 5
+USER_AGENT = f"truto-airflow/{__version__}"
+
+
+def opportunity_path(opportunity_id: Any) -> str:
+    """``/unified/crm/opportunities/{id}`` with the id as exactly one percent-encoded segment.
+
+    ``/``, ``?``, ``#`` and ``%`` are encoded, and an id made only of dots is encoded too, so no
+    id can climb out of the route (``..`` would otherwise be resolved away by URL normalisation).
+    """
+    if isinstance(opportunity_id, bool) or not isinstance(opportunity_id, (str, int)):
+        raise TrutoInputError(
+            f"opportunity_id must be a string (or an integer id), got "
+            f"{type(opportunity_id).__name__}"
+        )
+    text = str(opportunity_id)
+    if not text.strip():
+        raise TrutoInputError("opportunity_id is empty; check the XCom or param that provides it")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise TrutoInputError(f"opportunity_id {text!r} contains control characters")
+    segment = quote(text, safe="")
+    if set(text) == {"."}:
+        segment = segment.replace(".", "%2E")
+    return f"{OPPORTUNITIES_PATH}/{segment}"
+
+
+def _quiet_httpx_logger() -> None:
+    """httpx2 logs every request URL at INFO; at bulk volume that floods task logs, and the
+    operators log one line per update themselves. Respect a level the user set explicitly."""
+    logger = logging.getLogger("httpx2")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class TrutoConnectionSettings:
+    """What the hook needs from the Airflow connection, validated once."""
+
+    base_url: str
+    token: str = field(repr=False)
+    integrated_account_id: str | None
+    timeout: float
+    max_retries: int
+
+    def __repr__(self) -> str:  # the token never reaches a repr, log line or traceback
+        return (
+            f"TrutoConnectionSettings(base_url={self.base_url!r}, "
+            f"integrated_account_id={self.integrated_account_id!r}, timeout={self.timeout}, "
+            f"max_retries={self.max_retries})"
+        )
+
+    @classmethod
+    def from_connection(
+        cls, *, host: str | None, password: str | None, extra: Mapping[str, Any], conn_id: str
+    ) -> TrutoConnectionSettings:
+        """Validate the connection fields; every error names the field and the fix."""
+        token = (password or "").strip()
+        if not token:
+            raise TrutoConfigError(
+                f"Truto connection {conn_id!r} has no API token: put it in the connection's "
+                "password field ('API token' in the UI)"
+            )
+        base_url = normalise_base_url(host, conn_id=conn_id)
+        account = extra.get("integrated_account_id") or None
+        if account is not None:
+            account = validate_integrated_account_id(
+                account, source=f"connection {conn_id!r} extra 'integrated_account_id'"
+            )
+        timeout = _extra_number(extra, "timeout", DEFAULT_TIMEOUT, conn_id, minimum=0.001)
+        retries = _extra_number(extra, "max_retries", DEFAULT_MAX_RETRIES, conn_id, minimum=0)
+        if retries != int(retries) or retries > 20:
+            raise TrutoConfigError(
+                f"connection {conn_id!r} extra 'max_retries' must be a whole number from 0 to 20"
+            )
+        return cls(
+            base_url=base_url,
+            token=token,
+            integrated_account_id=account,
+            timeout=float(timeout),
+            max_retries=int(retries),
+        )
+
+
+def normalise_base_url(host: str | None, *, conn_id: str = "truto_default") -> str:
+    """``https://api.truto.one`` by default; plain ``http://`` only to a loopback address."""
+    text = (host or "").strip() or DEFAULT_BASE_URL
+    if "://" not in text:
+        text = f"https://{text}"
+    try:
+        url = httpx2.URL(text)
+    except httpx2.InvalidURL as exc:
+        raise TrutoConfigError(
+            f"connection {conn_id!r} host {text!r} is not a URL: {exc}"
+        ) from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise TrutoConfigError(
+            f"connection {conn_id!r} host {text!r} must be an https:// URL such as "
+            f"{DEFAULT_BASE_URL}"
+        )
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise TrutoConfigError(
+            f"connection {conn_id!r} uses plain http:// to {url.host!r}; the API token would "
+            "travel unencrypted. Use https:// (plain http is allowed only for loopback "
+            "addresses such as a local emulator)"
+        )
+    if url.query or url.fragment or url.userinfo:
+        raise TrutoConfigError(
+            f"connection {conn_id!r} host must be a bare base URL (no query, fragment or "
+            "credentials); put the token in the password field"
+        )
+    return str(url).rstrip("/")
+
+
+def _extra_number(
+    extra: Mapping[str, Any], key: str, default: float, conn_id: str, *, minimum: float
+) -> float:
+    raw = extra.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise TrutoConfigError(
+            f"connection {conn_id!r} extra {key!r} must be a number, got {raw!r}"
+        ) from None
+    if value < minimum or value != value:
+        raise TrutoConfigError(f"connection {conn_id!r} extra {key!r} must be >= {minimum}")
+    return value
+
+
+def _bounded_raw_response(raw: Any, limit: int = 4000) -> Any:
+    """The CRM's error body: kept structured when small, else a truncated JSON string."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return truncate(raw, limit)
+    dumped = json.dumps(raw, default=str)
+    return raw if len(dumped) <= limit else truncate(dumped, limit)
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated request, ready for either client. Building it sends nothing."""
+
+    method: str
+    path: str
+    params: list[tuple[str, str]]
+    json_body: Any = None
+    idempotency_key: str | None = None
+    #: Body field names, for logs (values are never logged).
+    fields: tuple[str, ...] = ()
+
+    @property
+    def query(self) -> httpx2.QueryParams:
+        """The encoded query, in order."""
+        return httpx2.QueryParams(
+            cast("list[tuple[str, str | int | float | bool | None]]", self.params)
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Per-request headers (the bearer token is a client default, never stored here)."""
+        headers: dict[str, str] = {}
+        if self.idempotency_key:
+            headers["Idempotency-Key"] = self.idempotency_key
+        return headers
+
+    @property
+    def content(self) -> bytes | None:
+        """The JSON body as bytes (compact, UTF-8), or ``None`` for body-less requests."""
+        if self.json_body is None:
+            return None
+        return json.dumps(self.json_body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @property
+    def what(self) -> str:
+        """``METHOD /path`` for logs and errors (no query string: it may hold customer data)."""
+        return f"{self.method} {self.path}"
+
+
+class TrutoHook(BaseHook):
+    """Talks to Truto's API with the token and defaults of one Airflow connection.
+
+    :param truto_conn_id: the ``truto`` connection to use.
+    :param timeout: read timeout in seconds; overrides the connection's ``timeout`` extra.
+    :param max_retries: overrides the connection's ``max_retries`` extra.
+    :param retry_policy: full control over retries (waits, caps, sleep functions for tests).
+    :param transport: / ``async_transport``: custom httpx2 transports (tests use MockTransport).
+    """
+
+    conn_name_attr = "truto_conn_id"
+    default_conn_name = "truto_default"
+    conn_type = "truto"
+    hook_name = "Truto"
+
+    def __init__(
+        self,
+        truto_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        transport: httpx2.BaseTransport | None = None,
+        async_transport: httpx2.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        super().__init__()
+        self.truto_conn_id = truto_conn_id
+        self._timeout_override = timeout
+        self._max_retries_override = max_retries
+        self._retry_policy_override = retry_policy
+        self._transport = transport
+        self._async_transport = async_transport
+        self._max_connections = max_connections
+        self._client: httpx2.Client | None = None
+        self._async_client: httpx2.AsyncClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._account_cache: dict[str, dict[str, Any]] = {}
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> TrutoConnectionSettings:
+        """The validated connection (read once, on first use)."""
+        conn = self.get_connection(self.truto_conn_id)
+        if conn.conn_type and conn.conn_type != self.conn_type:
+            self.log.warning(
+                "Connection %r has conn_type %r, expected 'truto'",
+                self.truto_conn_id,
+                conn.conn_type,
+            )
+        settings = TrutoConnectionSettings.from_connection(
+            host=conn.host,
+            password=conn.password,
+            extra=conn.extra_dejson,
+            conn_id=self.truto_conn_id,
+        )
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(settings.token)
+        overrides: dict[str, Any] = {}
+        if self._timeout_override is not None:
+            if self._timeout_override <= 0:
+                raise TrutoConfigError("timeout must be a positive number of seconds")
+            overrides["timeout"] = float(self._timeout_override)
+        if self._max_retries_override is not None:
+            if not 0 <= self._max_retries_override <= 20:
+                raise TrutoConfigError("max_retries must be from 0 to 20")
+            overrides["max_retries"] = int(self._max_retries_override)
+        return replace(settings, **overrides) if overrides else settings
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy in force: an explicit one, else the connection's ``max_retries``."""
+        if self._retry_policy_override is not None:
+            return self._retry_policy_override
+        return RetryPolicy(max_retries=self.settings.max_retries)
+
+    def resolve_account(self, integrated_account_id: str | None) -> str:
+        """The argument, else the connection's default, as a canonical UUID string."""
+        if integrated_account_id is not None and str(integrated_account_id).strip():
+            return validate_integrated_account_id(integrated_account_id)
+        default = self.settings.integrated_account_id
+        if default is None:
+            raise TrutoInputError(
+                "integrated_account_id is required: pass it to the task/hook call, or set "
+                f"'integrated_account_id' in the extra of connection {self.truto_conn_id!r}"
+            )
+        return default
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "base_url": settings.base_url,
+            "headers": {
+                "Authorization": f"Bearer {settings.token}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            "timeout": httpx2.Timeout(settings.timeout, connect=min(10.0, settings.timeout)),
+            "follow_redirects": False,  # a redirect must never carry the token to another host
+        }
+
+    def get_conn(self) -> httpx2.Client:
+        """The hook's pooled client (created on first use, reused until :meth:`close`)."""
+        _quiet_httpx_logger()
+        if self._client is None or self._client.is_closed:
+            limits = httpx2.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=min(self._max_connections, 50),
+            )
+            self._client = httpx2.Client(
+                transport=self._transport, limits=limits, **self._client_kwargs()
+            )
+        return self._client
+
+    def get_async_conn(self) -> httpx2.AsyncClient:
+        """The hook's pooled async client for the running event loop."""
+        loop = asyncio.get_running_loop()
+        _quiet_httpx_logger()
+        if (
+            self._async_client is None
+            or self._async_client.is_closed
+            or self._async_loop is not loop
+        ):
+            limits = httpx2.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+            )
+            self._async_client = httpx2.AsyncClient(
+                transport=self._async_transport, limits=limits, **self._client_kwargs()
+            )
+            self._async_loop = loop
+        return self._async_client
+
+    def close(self) -> None:
+        """Close the sync client (the async one is closed by :meth:`aclose`)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the async client."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+            self._async_loop = None
+
+    def __enter__(self) -> TrutoHook:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- building requests --------------------------------------------------------------------
+
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        idempotency_key: str | None = None,
+        fields: Sequence[str] = (),
+    ) -> PreparedRequest:
+        """Encode the query with Truto's convention; any encoding problem is raised here."""
+        if not path.startswith("/"):
+            raise TrutoInputError(f"path must start with '/', got {path!r}")
+        try:
+            pairs = encode_query(params or {})
+        except QueryEncodingError as exc:
+            raise TrutoInputError(str(exc)) from None
+        return PreparedRequest(
+            method=method.upper(),
+            path=path,
+            params=pairs,
+            json_body=json_body,
+            idempotency_key=idempotency_key,
+            fields=tuple(fields),
+        )
+
+    def prepare_update(
+        self,
+        opportunity_id: str,
+        body: Mapping[str, Any] | OpportunityUpdate,
+        *,
+        integrated_account_id: str | None = None,
+        response_format: str | None = None,
+        ignore_remote_data: bool | None = None,
+        exclude_fields: Sequence[str] | None = None,
+        remote_query: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> PreparedRequest:
+        """Validate everything about an opportunity update and build the PATCH; sends nothing."""
+        path = opportunity_path(opportunity_id)
+        update = parse_update_body(body)
+        payload = update.to_body()
+        if not payload:
+            raise TrutoInputError(
+                f"the update for opportunity {opportunity_id!r} has no fields; give at least one "
+                "field (or skip the row upstream)"
+            )
+        query = build_unified_query(
+            integrated_account_id=self.resolve_account(integrated_account_id),
+            response_format=response_format,
+            ignore_remote_data=ignore_remote_data,
+            exclude_fields=exclude_fields,
+            remote_query=remote_query,
+        )
+        if idempotency_key is not None and not str(idempotency_key).strip():
+            raise TrutoInputError("idempotency_key must not be empty")
+        return self.prepare(
+            "PATCH",
+            path,
+            params=query,
+            json_body=payload,
+            idempotency_key=str(idempotency_key)
+            if idempotency_key
+            else f"truto-airflow-{uuid.uuid4()}",
+            fields=update.field_names,
+        )
+
+    # -- responses ----------------------------------------------------------------------------
+
+    def _raise_for_status(
+        self, response: httpx2.Response, request: PreparedRequest, attempts: int = 1
+    ) -> None:
+        if response.is_success:
+            return
+        raise self._api_error(response, request, attempts)
+
+    def _api_error(
+        self, response: httpx2.Response, request: PreparedRequest, attempts: int = 1
+    ) -> TrutoAPIError:
+        """Turn Truto's error body into the matching exception (text fallback, truncated)."""
+        text = self._redact(response.text)
+        data: Any = None
+        try:
+            data = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            data = None
+        body = data if isinstance(data, dict) else {}
+        message = body.get("message")
+        if not isinstance(message, str) or not message:
+            message = truncate(text.strip()) if not body else ""
+        raw = _bounded_raw_response(body.get("raw_response"))
+        insight = body.get("truto_error_insight")
+        cls = error_class_for_status(response.status_code)
+        return cls(
+            status_code=response.status_code,
+            error=body.get("error")
+            if isinstance(body.get("error"), str)
+            else response.reason_phrase,
+            message=truncate(message),
+            is_remote_error=bool(body.get("truto_is_remote_error", False)),
+            raw_response=raw,
+            error_insight=insight if isinstance(insight, dict) else None,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            method=request.method,
+            path=request.path,
+            attempts=attempts,
+        )
+
+    def _redact(self, text: str) -> str:
+        token = self.settings.token
+        return text.replace(token, "***") if token and token in text else text
+
+    @staticmethod
+    def decode(response: httpx2.Response) -> Any:
+        """The parsed body: JSON as Python objects, ``{}`` for an empty body, else text."""
+        if not response.content:
+            return {}
+        ctype = response.headers.get("content-type", "")
+        if "json" in ctype or not ctype:
+            try:
+                return response.json()
+            except json.JSONDecodeError:
+                pass
+        return response.text
+
+    def _network_error(
+        self, exc: Exception, request: PreparedRequest, attempts: int
+    ) -> TrutoNetworkError:
+        detail = self._redact(str(exc)) or type(exc).__name__
+        return TrutoNetworkError(
+            f"Truto {request.what} got no answer after {attempts} attempt(s): "
+            f"{type(exc).__name__}: {truncate(detail, 200)}",
+            method=request.method,
+            path=request.path,
+            attempts=attempts,
+        )
+
+    # -- sending (sync) -----------------------------------------------------------------------
+
+    def send(self, request: PreparedRequest, *, retry: bool = True) -> httpx2.Response:
+        """Send with retries; return the successful response or raise a Truto error."""
+        client = self.get_conn()
+        policy = self.retry_policy if retry else replace(self.retry_policy, max_retries=0)
+        attempts = 0
+        started = time.monotonic()
+        try:
+            for attempt in policy.retrying(self.log, request.what):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = client.request(
+                        request.method,
+                        request.path,
+                        params=request.query,
+                        content=request.content,
+                        headers=request.headers,
+                    )
+                    self._raise_for_status(response, request, attempts)
+        except TrutoAPIError:
+            raise
+        except httpx2.HTTPError as exc:
+            raise self._network_error(exc, request, attempts) from None
+        self.log.debug(
+            "Truto %s -> %s in %.3fs (%d attempt(s))",
+            request.what,
+            response.status_code,
+            time.monotonic() - started,
+            attempts,
+        )
+        return response
+
+    @contextlib.contextmanager
+    def stream(self, request: PreparedRequest) -> Iterator[httpx2.Response]:
+        """Send and yield the response unread, for ``truto_response_format=stream``.
+
+        Retries cover reaching a 2xx status; once the body starts flowing it is the caller's.
+        """
+        client = self.get_conn()
+        attempts = 0
+        try:
+            for attempt in self.retry_policy.retrying(self.log, request.what):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = client.send(
+                        client.build_request(
+                            request.method,
+                            request.path,
+                            params=request.query,
+                            content=request.content,
+                            headers=request.headers,
+                        ),
+                        stream=True,
+                    )
+                    if not response.is_success:
+                        response.read()
+                        response.close()
+                        self._raise_for_status(response, request, attempts)
+        except TrutoAPIError:
+            raise
+        except httpx2.HTTPError as exc:
+            raise self._network_error(exc, request, attempts) from None
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Call any Truto endpoint; return the parsed body. Query uses Truto's encoding."""
+        prepared = self.prepare(
+            method, path, params=params, json_body=json, idempotency_key=idempotency_key
+        )
+        return self.decode(self.send(prepared))
+
+    # -- typed calls --------------------------------------------------------------------------
+
+    def update_opportunity(
+        self,
+        opportunity_id: str,
+        body: Mapping[str, Any] | OpportunityUpdate,
+        *,
+        integrated_account_id: str | None = None,
+        response_format: str | None = None,
+        ignore_remote_data: bool | None = None,
+        exclude_fields: Sequence[str] | None = None,
+        remote_query: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """``PATCH /unified/crm/opportunities/{id}``; returns the updated opportunity.
+
+        Everything is validated before sending. One ``Idempotency-Key`` (yours, or a fresh one)
+        is sent on every attempt, so a retry after a lost answer replays instead of re-applying.
+        """
+        prepared = self.prepare_update(
+            opportunity_id,
+            body,
+            integrated_account_id=integrated_account_id,
+            response_format=response_format,
+            ignore_remote_data=ignore_remote_data,
+            exclude_fields=exclude_fields,
+            remote_query=remote_query,
+            idempotency_key=idempotency_key,
+        )
+        return self.decode(self.send(prepared))
+
+    def get_opportunity(
+        self,
+        opportunity_id: str,
+        *,
+        integrated_account_id: str | None = None,
+        response_format: str | None = None,
+        ignore_remote_data: bool | None = None,
+        exclude_fields: Sequence[str] | None = None,
+        remote_query: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """``GET /unified/crm/opportunities/{id}``: read an opportunity back."""
+        prepared = self.prepare(
+            "GET",
+            opportunity_path(opportunity_id),
+            params=build_unified_query(
+                integrated_account_id=self.resolve_account(integrated_account_id),
+                response_format=response_format,
+                ignore_remote_data=ignore_remote_data,
+                exclude_fields=exclude_fields,
+                remote_query=remote_query,
+            ),
+        )
+        return self.decode(self.send(prepared))
+
+    def list_opportunities(
+        self,
+        *,
+        integrated_account_id: str | None = None,
+        limit: int | None = None,
+        ignore_remote_data: bool | None = None,
+        remote_query: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Iterate over every opportunity, following ``next_cursor`` page by page."""
+        query = build_unified_query(
+            integrated_account_id=self.resolve_account(integrated_account_id),
+            ignore_remote_data=ignore_remote_data,
+            remote_query=remote_query,
+            extra={**(params or {}), **({"limit": limit} if limit else {})},
+        )
+        yield from self.paginate(OPPORTUNITIES_PATH, query)
+
+    def paginate(self, path: str, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Follow cursor pagination (``result`` + ``next_cursor``) without mutating ``query``."""
+        cursor: str | None = None
+        while True:
+            page_query = {**query, **({"next_cursor": cursor} if cursor else {})}
+            page = self.decode(self.send(self.prepare("GET", path, params=page_query)))
+            if not isinstance(page, dict):
+                raise TrutoInputError(f"{path} did not return a list envelope")
+            results = page.get("result") or []
+            items = results.values() if isinstance(results, dict) else results
+            yield from items
+            next_cursor = page.get("next_cursor")
+            if not next_cursor or next_cursor == cursor or not results:
+                return
+            cursor = str(next_cursor)
+
+    def get_integrated_account(self, integrated_account_id: str | None = None) -> dict[str, Any]:
+        """``GET /integrated-account/{id}`` (integration, status, is_sandbox), cached per hook."""
+        account = self.resolve_account(integrated_account_id)
+        if account not in self._account_cache:
+            data = self.request("GET", f"/integrated-account/{quote(account, safe='')}")
+            if not isinstance(data, dict):
+                raise TrutoInputError(f"integrated account {account} returned no object")
+            self._account_cache[account] = data
+        return self._account_cache[account]
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the token with a read-only call (never a write); ``(ok, message)`` for the UI."""
+        try:
+            account = self.settings.integrated_account_id
+            if account:
+                data = self.get_integrated_account(account)
+                integration = data.get("integration") if isinstance(data, dict) else None
+                name = integration.get("name") if isinstance(integration, dict) else None
+                status = data.get("status") if isinstance(data, dict) else None
+                return True, (
+                    f"Connected to Truto; integrated account {account} is {name or 'unknown'} "
+                    f"({status or 'status unknown'})"
+                )
+            self.request("GET", "/integrated-account", params={"limit": 1})
+            return True, "Connected to Truto (token accepted)"
+        except Exception as exc:
+            return False, self._redact_safe(str(exc))
+
+    def _redact_safe(self, text: str) -> str:
+        try:
+            return self._redact(text)
+        except Exception:
+            return text
+
+    # -- sending (async) ----------------------------------------------------------------------
+
+    async def asend(self, request: PreparedRequest, *, retry: bool = True) -> httpx2.Response:
+        """The asyncio twin of :meth:`send` (same policy, same errors)."""
+        client = self.get_async_conn()
+        policy = self.retry_policy if retry else replace(self.retry_policy, max_retries=0)
+        attempts = 0
+        try:
+            async for attempt in policy.async_retrying(self.log, request.what):
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    response = await client.request(
+                        request.method,
+                        request.path,
+                        params=request.query,
+                        content=request.content,
+                        headers=request.headers,
+                    )
+                    self._raise_for_status(response, request, attempts)
+        except TrutoAPIError:
+            raise
+        except httpx2.HTTPError as exc:
+            raise self._network_error(exc, request, attempts) from None
+        return response
+
+    async def aupdate_opportunity(
+        self,
+        opportunity_id: str,
+        body: Mapping[str, Any] | OpportunityUpdate,
+        *,
+        integrated_account_id: str | None = None,
+        response_format: str | None = None,
+        ignore_remote_data: bool | None = None,
+        exclude_fields: Sequence[str] | None = None,
+        remote_query: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Async :meth:`update_opportunity`."""
+        prepared = self.prepare_update(
+            opportunity_id,
+            body,
+            integrated_account_id=integrated_account_id,
+            response_format=response_format,
+            ignore_remote_data=ignore_remote_data,
+            exclude_fields=exclude_fields,
+            remote_query=remote_query,
+            idempotency_key=idempotency_key,
+        )
+        return self.decode(await self.asend(prepared))
+
+    async def aget_opportunity(
+        self,
+        opportunity_id: str,
+        *,
+        integrated_account_id: str | None = None,
+        ignore_remote_data: bool | None = None,
+    ) -> Any:
+        """Async :meth:`get_opportunity`."""
+        prepared = self.prepare(
+            "GET",
+            opportunity_path(opportunity_id),
+            params=build_unified_query(
+                integrated_account_id=self.resolve_account(integrated_account_id),
+                ignore_remote_data=ignore_remote_data,
+            ),
+        )
+        return self.decode(await self.asend(prepared))
+
+    @contextlib.asynccontextmanager
+    async def async_session(self) -> AsyncIterator[TrutoHook]:
+        """``async with hook.async_session():`` closes the async client on exit."""
+        try:
+            yield self
+        finally:
+            await self.aclose()

@@ -1,0 +1,58 @@
+"""Idempotency keys that survive Airflow task retries.
+
+A key is derived from where the write happens in a DAG run (dag_id, task_id, run_id, map_index),
+what it targets (integrated account, opportunity id) and a hash of the exact body. A retried task
+instance sends the same key, so Truto replays the first answer instead of applying the write twice;
+a changed body, or a new DAG run, gets a new key and is applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["body_fingerprint", "derive_idempotency_key"]
+
+KEY_PREFIX = "truto-airflow-"
+
+
+def body_fingerprint(body: Any) -> str:
+    """SHA-256 of the body's canonical JSON (sorted keys, compact)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def derive_idempotency_key(
+    *,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    map_index: int | None,
+    integrated_account_id: str,
+    opportunity_id: str,
+    body: Mapping[str, Any],
+) -> str:
+    """A stable key for one logical write of one DAG run (the try number is left out on purpose)."""
+    parts = [
+        dag_id,
+        task_id,
+        run_id,
+        str(-1 if map_index is None else map_index),
+        integrated_account_id,
+        str(opportunity_id),
+        body_fingerprint(body),
+    ]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"{KEY_PREFIX}{digest[:48]}"
+
+
+def context_identity(context: Mapping[str, Any]) -> tuple[str, str, str, int | None]:
+    """(dag_id, task_id, run_id, map_index) of the running task instance, from its context."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or str(context.get("dag").dag_id)  # type: ignore[union-attr]
+    task_id = getattr(ti, "task_id", None) or "unknown-task"
+    run_id = getattr(ti, "run_id", None) or str(context.get("run_id", "manual"))
+    map_index = getattr(ti, "map_index", None)
+    return str(dag_id), str(task_id), str(run_id), map_index if isinstance(map_index, int) else None

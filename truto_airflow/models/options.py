@@ -1,0 +1,116 @@
+"""Truto's query options for unified calls, validated before anything is sent."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from truto_airflow.exceptions import TrutoInputError
+
+__all__ = ["ResponseFormat", "build_unified_query", "validate_integrated_account_id"]
+
+
+class ResponseFormat(str, enum.Enum):
+    """``truto_response_format``: how Truto shapes the response body."""
+
+    UNIFIED = "unified"
+    RAW = "raw"
+    NORMALIZED = "normalized"
+    STREAM = "stream"
+
+    @classmethod
+    def parse(cls, value: str | ResponseFormat) -> ResponseFormat:
+        """Accept the enum or its string value, with an error that lists the choices."""
+        if isinstance(value, ResponseFormat):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            choices = ", ".join(f.value for f in cls)
+            raise TrutoInputError(
+                f"response_format {value!r} is not one of Truto's formats: {choices}"
+            ) from None
+
+
+def validate_integrated_account_id(value: Any, *, source: str = "integrated_account_id") -> str:
+    """Return the canonical UUID string, or explain where the bad value came from."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise TrutoInputError(
+            f"{source} is required: pass integrated_account_id=... or set "
+            "'integrated_account_id' in the Truto connection's extra"
+        )
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise TrutoInputError(
+            f"{source} {value!r} is not a UUID; copy the integrated account's id from the Truto "
+            "dashboard (e.g. 62f44730-dd91-461e-bd6a-aedd9e0ad79d)"
+        ) from None
+
+
+def _coerce_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0"}:
+        return value.strip().lower() in {"true", "1"}
+    raise TrutoInputError(f"{name} must be true or false, got {value!r}")
+
+
+def _coerce_fields(value: Any) -> list[str]:
+    if isinstance(value, str):
+        # A templated list can render to "a,b" or to a JSON list; accept both.
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise TrutoInputError(
+                    f"exclude_fields {value!r} is not a JSON list of field names"
+                ) from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value):
+        raise TrutoInputError(f"exclude_fields must be a list of field names, got {value!r}")
+    return list(value)
+
+
+def build_unified_query(
+    *,
+    integrated_account_id: str,
+    response_format: str | ResponseFormat | None = None,
+    ignore_remote_data: bool | str | None = None,
+    exclude_fields: Sequence[str] | str | None = None,
+    remote_query: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The query mapping for a unified call, in Truto's parameter names (encode with ``query``)."""
+    query: dict[str, Any] = {"integrated_account_id": integrated_account_id}
+    if response_format is not None:
+        query["truto_response_format"] = ResponseFormat.parse(response_format).value
+    if ignore_remote_data is not None:
+        flag = _coerce_bool("ignore_remote_data", ignore_remote_data)
+        if flag:
+            query["truto_ignore_remote_data"] = True
+    if exclude_fields is not None:
+        fields = _coerce_fields(exclude_fields)
+        if fields:
+            query["truto_exclude_fields"] = fields
+    if remote_query is not None:
+        if not isinstance(remote_query, Mapping):
+            raise TrutoInputError(
+                f"remote_query must be a mapping of the CRM's query parameters, got "
+                f"{type(remote_query).__name__}"
+            )
+        if remote_query:
+            query["remote_query"] = dict(remote_query)
+    for key, value in (extra or {}).items():
+        if key in query:
+            raise TrutoInputError(f"query parameter {key!r} is set twice")
+        query[key] = value
+    return query
