@@ -19,6 +19,13 @@ os.environ["AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS"] = "False"
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Timing-free property tests: a loaded 2-core CI machine must not turn slowness into failures.
+settings.register_profile(
+    "truto", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=150
+)
+settings.load_profile("truto")
 
 TOKEN = "test-token-5f2c9a7e41b8"  # distinctive, so tests can search logs and XCom for it
 ACCOUNT_ID = "62f44730-dd91-461e-bd6a-aedd9e0ad79d"

@@ -116,7 +116,8 @@ def decode_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
     ``a[]=x`` appends, ``a[0]=x`` indexes, ``a[][k]=v`` starts a new object in the array unless the
     last object has no ``k`` yet (so ``a[][k]=1&a[][j]=2`` is one object, the encoder's output
-    for ``[{"k": 1, "j": 2}]``).
+    for ``[{"k": 1, "j": 2}]``). As in every qs-style parser, object keys made only of digits
+    read back as array indices unless the same object also has a non-digit key.
 
     >>> decode_query([("foo[bar]", "baz"), ("foo[bar1][bar2]", "baz2")])
     {'foo': {'bar': 'baz', 'bar1': {'bar2': 'baz2'}}}
@@ -130,63 +131,71 @@ def decode_query(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return _finalise(root)  # type: ignore[no-any-return]
 
 
-class _Indexed(dict[int, Any]):
-    """A list under construction from ``a[0]``-style keys (indices may come out of order)."""
+class _Indexed(dict[str, Any]):
+    """An object whose keys so far are all array indices (``a[0]``, ``a[1]``): a list when
+    finalised, unless a non-index key turns up (then it stays an object, as qs does)."""
+
+
+def _is_index(segment: str) -> bool:
+    return segment.isascii() and segment.isdigit()
+
+
+def _new_container(nxt: str) -> Any:
+    if nxt == "":
+        return []
+    return _Indexed() if _is_index(nxt) else {}
 
 
 def _assign(container: Any, segments: list[str], value: str) -> None:
     head, rest = segments[0], segments[1:]
     if isinstance(container, list):
         if head != "":
-            raise QueryEncodingError("mixed array forms")
+            raise QueryEncodingError(f"[{head}] cannot follow an array appended with []")
         if not rest:
             container.append(value)
             return
         nxt = rest[0]
         last = container[-1] if container else None
-        if (isinstance(last, dict) and not isinstance(last, _Indexed) and nxt not in last) or (
+        target: Any
+        if (isinstance(last, dict) and nxt != "" and nxt not in last) or (
             nxt == "" and isinstance(last, list) and not rest[1:]
         ):
             target = last
         else:
-            target = [] if nxt == "" else ({} if not nxt.isdigit() else _Indexed())
+            target = _new_container(nxt)
             container.append(target)
         _assign(target, rest, value)
         return
-    # container is a dict (plain or _Indexed)
-    if isinstance(container, _Indexed) and not head.isdigit():
-        raise QueryEncodingError(f"array index expected, got [{head}]")
     if head == "":
-        raise QueryEncodingError("[] after an object key")
-    slot: Any = int(head) if isinstance(container, _Indexed) else head
+        raise QueryEncodingError("[] cannot follow an object key that already has values")
     if not rest:
-        existing = container.get(slot)
+        existing = container.get(head)
         if existing is None:
-            container[slot] = value
+            container[head] = value
         elif isinstance(existing, list):
             existing.append(value)
+        elif isinstance(existing, dict):
+            raise QueryEncodingError(f"{head!r} is used both as a value and as an object")
         else:
-            container[slot] = [existing, value]  # a repeated plain key: keep both values
+            container[head] = [existing, value]  # a repeated plain key: keep both values
         return
     nxt = rest[0]
-    if slot not in container or not isinstance(container[slot], (dict, list)):
-        if nxt == "":
-            container[slot] = []
-        elif nxt.isdigit():
-            container[slot] = _Indexed()
-        else:
-            container[slot] = {}
-    target = container[slot]
-    if (nxt == "" and not isinstance(target, list)) or (
-        nxt.isdigit() and not isinstance(target, _Indexed)
-    ):
+    target = container.get(head)
+    if target is None or isinstance(target, str):
+        if target is not None:
+            raise QueryEncodingError(f"{head!r} is used both as a value and as an object")
+        target = _new_container(nxt)
+        container[head] = target
+    if nxt == "" and not isinstance(target, list):
+        raise QueryEncodingError(f"{head!r} is used both as an array and as an object")
+    if nxt != "" and isinstance(target, list):
         raise QueryEncodingError(f"{head!r} is used both as an array and as an object")
     _assign(target, rest, value)
 
 
 def _finalise(node: Any) -> Any:
-    if isinstance(node, _Indexed):
-        return [_finalise(node[i]) for i in sorted(node)]
+    if isinstance(node, _Indexed) and all(_is_index(k) for k in node):
+        return [_finalise(node[k]) for k in sorted(node, key=int)]
     if isinstance(node, dict):
         return {k: _finalise(v) for k, v in node.items()}
     if isinstance(node, list):

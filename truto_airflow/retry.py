@@ -72,6 +72,16 @@ def parse_retry_after(
     return None
 
 
+class _StopOnTotalWait(tenacity.stop.stop_base):
+    """Stop before the sum of planned waits exceeds the cap (independent of the clock)."""
+
+    def __init__(self, max_total: float) -> None:
+        self.max_total = max_total
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.idle_for + retry_state.upcoming_sleep > self.max_total
+
+
 def describe_failure(exc: BaseException) -> str:
     """A short label for logs: the HTTP status or the transport error's class."""
     if isinstance(exc, TrutoAPIError):
@@ -121,8 +131,12 @@ class RetryPolicy:
         return self.wait_seconds(exc, state.attempt_number)
 
     def _stop(self) -> tenacity.stop.stop_base:
-        return tenacity.stop_after_attempt(self.max_retries + 1) | tenacity.stop_before_delay(
-            self.max_total
+        # Stop when attempts run out, or when the next wait would push either the time spent
+        # waiting or the wall-clock time since the first attempt past ``max_total``.
+        return (
+            tenacity.stop_after_attempt(self.max_retries + 1)
+            | tenacity.stop_before_delay(self.max_total)
+            | _StopOnTotalWait(self.max_total)
         )
 
     def _before_sleep(

@@ -125,9 +125,12 @@ class TrutoConnectionSettings:
         base_url = normalise_base_url(host, conn_id=conn_id)
         account = extra.get("integrated_account_id") or None
         if account is not None:
-            account = validate_integrated_account_id(
-                account, source=f"connection {conn_id!r} extra 'integrated_account_id'"
-            )
+            try:
+                account = validate_integrated_account_id(
+                    account, source=f"connection {conn_id!r} extra 'integrated_account_id'"
+                )
+            except TrutoInputError as exc:
+                raise TrutoConfigError(str(exc)) from None
         timeout = _extra_number(extra, "timeout", DEFAULT_TIMEOUT, conn_id, minimum=0.001)
         retries = _extra_number(extra, "max_retries", DEFAULT_MAX_RETRIES, conn_id, minimum=0)
         if retries != int(retries) or retries > 20:

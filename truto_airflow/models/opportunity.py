@@ -186,15 +186,14 @@ def _parse_body_text(text: str) -> Any:
             "param it reads"
         )
     try:
-        return json.loads(stripped)
+        value = json.loads(stripped)
     except json.JSONDecodeError:
-        pass
-    import ast
+        import ast
 
-    try:
-        value = ast.literal_eval(stripped)
-    except (ValueError, SyntaxError):
-        value = None
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = None
     if isinstance(value, dict):
         return value
     raise TrutoInputError(
