@@ -22,7 +22,17 @@ _EXPORTS = {
     "RetryPolicy": "truto_airflow.retry",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: RUF022  (grouped: version first, then the lazy exports)
+    "__version__",
+    "Opportunity",
+    "OpportunityUpdate",
+    "ResponseFormat",
+    "RetryPolicy",
+    "TrutoAPIError",
+    "TrutoHook",
+    "UpdateOpportunitiesOperator",
+    "UpdateOpportunityOperator",
+]
 
 if TYPE_CHECKING:
     from truto_airflow.exceptions import TrutoAPIError
