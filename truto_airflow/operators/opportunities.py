@@ -1,0 +1,292 @@
+"""Operators that write CRM opportunities through Truto's Unified CRM API.
+
+:class:`UpdateOpportunityOperator` sends one ``PATCH /unified/crm/opportunities/{id}``. Every
+input is validated (by :meth:`TrutoHook.prepare_update`) before the request is built, so a bad
+body, id, account or option fails the task without touching the CRM and without Airflow retries.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
+from truto_airflow.idempotency import context_identity, derive_idempotency_key
+from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
+from truto_airflow.models.opportunity import OpportunityUpdate
+from truto_airflow.models.options import ResponseFormat
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+__all__ = ["UpdateOpportunityOperator", "first_opportunity_url"]
+
+#: Chunk size when streaming a ``truto_response_format=stream`` body to ``output_path``.
+STREAM_CHUNK_SIZE = 64 * 1024
+
+
+def first_opportunity_url(result: Any) -> str | None:
+    """The first ``urls[].url`` of an opportunity response, if it has one."""
+    if not isinstance(result, Mapping):
+        return None
+    urls = result.get("urls")
+    if not isinstance(urls, Sequence) or isinstance(urls, (str, bytes)):
+        return None
+    for entry in urls:
+        url = entry.get("url") if isinstance(entry, Mapping) else None
+        if isinstance(url, str) and url.strip():
+            return url
+    return None
+
+
+def _coerce_mapping(name: str, value: Any) -> Mapping[str, Any] | None:
+    """A mapping option that may have been rendered to a JSON or Python-repr string."""
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or text == "None":
+            return None
+        parsed: Any
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+        if isinstance(parsed, Mapping):
+            return parsed
+    raise TrutoInputError(
+        f"{name} must be a mapping (or a JSON object string), got {type(value).__name__}"
+    )
+
+
+def _optional_text(value: Any) -> Any:
+    """``None`` for options that rendered empty (e.g. ``{{ params.x }}`` with ``x`` unset)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip() in {"", "None"}:
+        return None
+    return value
+
+
+class UpdateOpportunityOperator(BaseOperator):
+    """Update one CRM opportunity through Truto (``PATCH /unified/crm/opportunities/{id}``).
+
+    Returns the updated opportunity (parsed JSON) as the task's XCom, and pushes its first CRM
+    URL under the XCom key ``truto_opportunity_url`` for the "Open in CRM" extra link.
+
+    :param opportunity_id: the opportunity's id in the unified API. (templated)
+    :param body: the fields to change: a dict (Jinja inside values is rendered), an XComArg /
+        TaskFlow output, a JSON object string (``{{ ... | tojson }}``), a natively rendered
+        object, or an :class:`~truto_airflow.models.OpportunityUpdate` (converted to its JSON
+        body here, so it is templated and serialised like a dict). Fields not given are not
+        sent; an explicit ``None`` clears the field. (templated)
+    :param integrated_account_id: the customer's integrated account (UUID); defaults to the
+        connection's ``integrated_account_id`` extra. (templated)
+    :param truto_conn_id: the ``truto`` Airflow connection.
+    :param response_format: ``unified`` (default), ``raw``, ``normalized`` or ``stream``.
+        (templated)
+    :param ignore_remote_data: drop ``remote_data`` from the response. (templated)
+    :param exclude_fields: response fields to drop (``truto_exclude_fields``). (templated)
+    :param remote_query: query parameters passed to the CRM untouched. (templated)
+    :param idempotency_key: the ``Idempotency-Key`` to send; by default derived from the DAG
+        run, task, map index, account, opportunity id and body, so a task retry replays the
+        first write instead of applying it twice. (templated)
+    :param output_path: where a ``stream`` response is written chunk by chunk: a local path or
+        an :class:`~airflow.sdk.ObjectStoragePath` URL (``s3://...``). Required for ``stream``,
+        refused otherwise. (templated)
+    :param hook_params: extra keyword arguments for :class:`TrutoHook` (``timeout``,
+        ``max_retries``, ``retry_policy``, ``transport`` ...).
+    """
+
+    template_fields: Sequence[str] = (
+        "opportunity_id",
+        "body",
+        "integrated_account_id",
+        "response_format",
+        "ignore_remote_data",
+        "exclude_fields",
+        "remote_query",
+        "idempotency_key",
+        "output_path",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "body": "json",
+        "remote_query": "json",
+    }
+    template_ext: Sequence[str] = ()
+    ui_color = "#e8f4fd"
+    operator_extra_links = (TrutoOpportunityLink(),)
+
+    def __init__(
+        self,
+        *,
+        opportunity_id: Any,
+        body: Any,
+        integrated_account_id: Any = None,
+        truto_conn_id: str = TrutoHook.default_conn_name,
+        response_format: Any = "unified",
+        ignore_remote_data: Any = False,
+        exclude_fields: Any = None,
+        remote_query: Any = None,
+        idempotency_key: Any = None,
+        output_path: Any = None,
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.opportunity_id = opportunity_id
+        # A pydantic object is neither rendered nor serialised by Airflow (the UI and the
+        # rendered-fields table would show its str()); its JSON body is, and keeps PATCH
+        # semantics (unset fields absent, explicit None as null).
+        self.body = body.to_body() if isinstance(body, OpportunityUpdate) else body
+        self.integrated_account_id = integrated_account_id
+        self.truto_conn_id = truto_conn_id
+        self.response_format = response_format
+        self.ignore_remote_data = ignore_remote_data
+        self.exclude_fields = exclude_fields
+        self.remote_query = remote_query
+        self.idempotency_key = idempotency_key
+        self.output_path = output_path
+        self.hook_params = dict(hook_params or {})
+
+    # -- hook -----------------------------------------------------------------------------------
+
+    @cached_property
+    def hook(self) -> TrutoHook:
+        """The hook this task uses (override :meth:`get_hook` to customise it)."""
+        return self.get_hook()
+
+    def get_hook(self) -> TrutoHook:
+        """Build the :class:`TrutoHook` (no I/O happens here)."""
+        return TrutoHook(truto_conn_id=self.truto_conn_id, **self.hook_params)
+
+    def on_kill(self) -> None:
+        """Close the hook's connection pool so an in-flight request is abandoned."""
+        hook = self.__dict__.get("hook")
+        if hook is not None:
+            hook.close()
+
+    # -- execution ------------------------------------------------------------------------------
+
+    def prepare(self, context: Context | Mapping[str, Any]) -> PreparedRequest:
+        """Validate every input and build the PATCH, with its idempotency key; sends nothing."""
+        hook = self.hook
+        response_format = ResponseFormat.parse(_optional_text(self.response_format) or "unified")
+        output_path = _optional_text(self.output_path)
+        if response_format is ResponseFormat.STREAM and output_path is None:
+            raise TrutoInputError(
+                "response_format='stream' needs output_path (a local path or an "
+                "ObjectStoragePath URL) to write the streamed body to"
+            )
+        if response_format is not ResponseFormat.STREAM and output_path is not None:
+            raise TrutoInputError(
+                f"output_path is only used with response_format='stream' (got "
+                f"{response_format.value!r}); remove it or switch to streaming"
+            )
+        account = hook.resolve_account(_optional_text(self.integrated_account_id))
+        caller_key = _optional_text(self.idempotency_key)
+        prepared = hook.prepare_update(
+            self.opportunity_id,
+            self.body,
+            integrated_account_id=account,
+            response_format=response_format.value,
+            ignore_remote_data=_optional_text(self.ignore_remote_data),
+            exclude_fields=_optional_text(self.exclude_fields),
+            remote_query=_coerce_mapping("remote_query", self.remote_query),
+            idempotency_key=str(caller_key) if caller_key is not None else None,
+        )
+        if caller_key is None:
+            dag_id, task_id, run_id, map_index = self._identity(context)
+            prepared = replace(
+                prepared,
+                idempotency_key=derive_idempotency_key(
+                    dag_id=dag_id,
+                    task_id=task_id,
+                    run_id=run_id,
+                    map_index=map_index,
+                    integrated_account_id=account,
+                    opportunity_id=str(self.opportunity_id),
+                    body=prepared.json_body,
+                ),
+            )
+        return prepared
+
+    def _identity(self, context: Context | Mapping[str, Any]) -> tuple[str, str, str, int | None]:
+        if context.get("ti") is not None or context.get("task_instance") is not None:
+            return context_identity(context)
+        # Outside a task run (op.execute({}) in a script): this operator's own ids.
+        return self.dag_id, self.task_id, str(context.get("run_id") or "manual"), None
+
+    def execute(self, context: Context) -> Any:
+        """Validate, send the PATCH and return the updated opportunity (or stream summary)."""
+        prepared = self.prepare(context)
+        streaming = prepared.query.get("truto_response_format") == ResponseFormat.STREAM.value
+        started = time.monotonic()
+        if streaming:
+            result, status = self._stream_to_output(prepared)
+        else:
+            response = self.hook.send(prepared)
+            result, status = self.hook.decode(response), response.status_code
+        self.log.info(
+            "Truto opportunity %s updated: fields=%s status=%d duration=%.3fs idempotency_key=%s",
+            self.opportunity_id,
+            ",".join(prepared.fields),
+            status,
+            time.monotonic() - started,
+            prepared.idempotency_key,
+        )
+        url = None if streaming else first_opportunity_url(result)
+        ti = context.get("ti")
+        if url is not None and ti is not None:
+            ti.xcom_push(key=TRUTO_OPPORTUNITY_URL_XCOM_KEY, value=url)
+        return result
+
+    def _stream_to_output(self, prepared: PreparedRequest) -> tuple[dict[str, Any], int]:
+        target = _optional_text(self.output_path)
+        written = 0
+        with self.hook.stream(prepared) as response:
+            status = response.status_code
+            if isinstance(target, (str, os.PathLike)) and "://" not in os.fspath(target):
+                path = Path(os.fspath(target))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+                try:
+                    with partial.open("wb") as fh:
+                        for chunk in response.iter_bytes(STREAM_CHUNK_SIZE):
+                            fh.write(chunk)
+                            written += len(chunk)
+                    os.replace(partial, path)
+                finally:
+                    partial.unlink(missing_ok=True)
+                location = str(path)
+            else:
+                storage = self._object_storage_path(target)
+                opener: Any = storage.open  # untyped in universal_pathlib
+                with opener("wb") as fh:
+                    for chunk in response.iter_bytes(STREAM_CHUNK_SIZE):
+                        fh.write(chunk)
+                        written += len(chunk)
+                location = str(storage)
+        return {"path": location, "bytes": written, "status_code": status}, status
+
+    @staticmethod
+    def _object_storage_path(target: Any) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        if isinstance(target, ObjectStoragePath):
+            return target
+        return ObjectStoragePath(str(target))
