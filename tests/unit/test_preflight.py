@@ -1,0 +1,340 @@
+"""Field-support preflight: unsupported fields, required fields, status values, resolution."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from truto_airflow.capabilities import load_opportunity_capabilities
+from truto_airflow.exceptions import TrutoInputError, TrutoServerError
+from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.preflight import (
+    Preflight,
+    check_update,
+    integration_from_account,
+    validate_policy,
+)
+from truto_airflow.retry import RetryPolicy
+
+caps = load_opportunity_capabilities()
+LISTED = sorted(s for s in caps.integrations() if caps.is_listed(s))
+ACCOUNT = "62f44730-dd91-461e-bd6a-aedd9e0ad79d"
+OTHER_ACCOUNT = "11111111-2222-3333-4444-555555555555"
+
+#: A valid value for each body field, so any field can be put in an update.
+SAMPLE: dict[str, Any] = {
+    "name": "Renewal",
+    "description": "from the warehouse",
+    "amount": 1200,
+    "currency": "EUR",
+    "close_date": "2026-12-01T00:00:00+00:00",
+    "close_time": "12:00",
+    "created_at": "2026-01-01T00:00:00+00:00",
+    "owner": {"id": "u1"},
+    "account": {"id": "a1"},
+    "contact": [{"id": "c1"}],
+    "stage": {"id": "s1"},
+    "status": "won",
+    "tags": [{"name": "vip"}],
+    "custom_fields": {"score": 3},
+    "remote_data": {"anything": 1},
+}
+
+
+# -- pure checks ----------------------------------------------------------------------------------
+
+
+def test_unsupported_field_names_integration_field_and_fix() -> None:
+    report = check_update("Pipedrive", {"amount": 10, "description": "lost on Pipedrive"})
+    assert report.checked
+    assert report.unsupported_fields == ["description"]
+    (issue,) = report.errors("error")
+    assert issue.kind == "unsupported_field"
+    assert "Pipedrive" in issue.message
+    assert "'description'" in issue.message
+    assert "remote_data" in issue.message
+    assert "unsupported_fields='warn'" in issue.message
+    with pytest.raises(TrutoInputError, match=r"Pipedrive.*'description'"):
+        report.raise_for_errors("error")
+
+
+def test_policy_warn_and_ignore_let_unsupported_fields_through() -> None:
+    report = check_update("pipedrive", {"description": "x"})
+    assert [i.field for i in report.warnings("warn")] == ["description"]
+    assert report.errors("warn") == []
+    assert report.errors("ignore") == [] and report.warnings("ignore") == []
+    report.raise_for_errors("warn")  # does not raise
+    assert not report.ok("error") and report.ok("ignore")
+
+
+def test_remote_data_is_never_flagged() -> None:
+    report = check_update("Pipedrive", {"remote_data": {"description": "via passthrough"}})
+    assert report.checked and report.issues == ()
+
+
+def test_teamleader_missing_required_fields_are_errors_under_every_policy() -> None:
+    report = check_update("Teamleader", {"name": "Deal"})
+    missing = sorted(i.field for i in report.issues if i.kind == "missing_required")
+    assert missing == ["account", "contact"]
+    for policy in ("error", "warn", "ignore"):
+        assert {i.field for i in report.errors(policy)} == {"account", "contact"}
+    assert "Teamleader requires field 'account'" in report.error_message("ignore")
+
+
+def test_teamleader_null_required_field_counts_as_missing() -> None:
+    report = check_update(
+        "teamleader", {"name": None, "account": {"id": "a"}, "contact": [{"id": "c"}]}
+    )
+    assert [(i.kind, i.field) for i in report.issues] == [("missing_required", "name")]
+    assert "is null" in report.issues[0].message
+
+
+def test_teamleader_complete_body_passes() -> None:
+    body = {"name": "Deal", "account": {"id": "a"}, "contact": [{"id": "c"}]}
+    report = check_update("Teamleader", body)
+    assert report.issues == ()
+    assert report.required_fields == {"name", "account", "contact"}
+
+
+def test_pipedrive_bad_status_is_an_error_with_a_hint() -> None:
+    report = check_update("Pipedrive", {"status": "Won"})
+    (issue,) = report.errors("ignore")
+    assert issue.kind == "invalid_status" and issue.field == "status"
+    assert "did you mean 'won'" in issue.message
+    assert "deleted, lost, open, won" in issue.message
+
+
+@pytest.mark.parametrize("status", ["open", "won", "lost", "deleted"])
+def test_pipedrive_documented_statuses_pass(status: str) -> None:
+    assert check_update("Pipedrive", {"status": status}).issues == ()
+
+
+def test_status_values_not_enumerated_are_not_checked() -> None:
+    assert caps.status_values("close") is None
+    assert check_update("Close", {"status": "anything-goes"}).issues == ()
+
+
+def test_clearing_status_is_not_an_invalid_value() -> None:
+    assert check_update("Pipedrive", {"status": None}).issues == ()
+
+
+def test_status_on_an_integration_without_status_is_unsupported_not_invalid() -> None:
+    report = check_update("HubSpot", {"status": "won"})
+    assert [(i.kind, i.field) for i in report.issues] == [("unsupported_field", "status")]
+
+
+@pytest.mark.parametrize("name", ["Salesforce", "salesforce", "Zoho CRM", "zoho_crm"])
+def test_unlisted_integrations_get_no_preflight(name: str) -> None:
+    report = check_update(name, {"description": "x", "status": "whatever", "close_time": "1"})
+    assert not report.checked
+    assert report.issues == ()
+    assert report.note is not None and "no per-field support" in report.note
+
+
+def test_unknown_integration_is_not_blocked() -> None:
+    report = check_update("copper", {"description": "x"})
+    assert not report.checked and report.issues == ()
+    assert "copper" in (report.note or "")
+    assert not check_update(None, {"description": "x"}).checked
+
+
+def test_integration_names_are_normalised() -> None:
+    assert check_update("Zendesk Sell", {"amount": 1}).integration == "zendesk_sell"
+    assert check_update("HUBSPOT", {"amount": 1}).integration == "hubspot"
+
+
+def test_report_is_json_serialisable() -> None:
+    report = check_update("Pipedrive", {"description": "x", "status": "nope"})
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["integration"] == "pipedrive"
+    assert {i["kind"] for i in data["issues"]} == {"unsupported_field", "invalid_status"}
+
+
+def test_invalid_body_fails_like_the_operator_would() -> None:
+    with pytest.raises(TrutoInputError, match="unknown field 'descripton'"):
+        check_update("HubSpot", {"descripton": "typo"})
+
+
+@pytest.mark.parametrize("bad", ["strict", "", None, 1])
+def test_policy_values_are_validated(bad: Any) -> None:
+    with pytest.raises(TrutoInputError, match="unsupported_fields="):
+        validate_policy(bad)
+    assert validate_policy(" Warn ") == "warn"
+
+
+def test_integration_from_account() -> None:
+    assert integration_from_account({"integration": {"name": "hubspot"}}) == "hubspot"
+    assert integration_from_account({"integration": {"name": ""}}) is None
+    assert integration_from_account({"status": "active"}) is None
+
+
+# -- properties over the whole table -------------------------------------------------------------
+
+
+@given(st.sampled_from(LISTED), st.sets(st.sampled_from(sorted(SAMPLE))))
+def test_exactly_the_unsupported_fields_are_flagged(integration: str, fields: set[str]) -> None:
+    body = {f: SAMPLE[f] for f in fields}
+    report = check_update(integration, body)
+    supported = caps.supported_fields(integration) | {"remote_data"}
+    assert set(report.unsupported_fields) == fields - supported
+    required = caps.required_fields(integration)
+    missing = {i.field for i in report.issues if i.kind == "missing_required"}
+    assert missing == required - fields
+    # warn/ignore never turn an unsupported field into an error
+    assert all(i.kind != "unsupported_field" for i in report.errors("warn"))
+
+
+@given(st.sampled_from(LISTED))
+def test_remote_data_alone_passes_everywhere_except_required_fields(integration: str) -> None:
+    report = check_update(integration, {"remote_data": {"x": 1}})
+    assert {i.kind for i in report.issues} <= {"missing_required"}
+    assert {i.field for i in report.issues} == caps.required_fields(integration)
+
+
+# -- resolution and the per-task object -----------------------------------------------------------
+
+
+class FakeHook:
+    def __init__(self, integration: str | None = "pipedrive", error: Exception | None = None):
+        self.calls: list[str | None] = []
+        self.integration = integration
+        self.error = error
+
+    def get_integrated_account(self, integrated_account_id: str | None = None) -> Any:
+        self.calls.append(integrated_account_id)
+        if self.error is not None:
+            raise self.error
+        return {"id": integrated_account_id, "integration": {"name": self.integration}}
+
+
+class ListLogger:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self.warnings.append(msg % args)
+
+
+def test_resolution_is_cached_per_account() -> None:
+    hook = FakeHook("pipedrive")
+    pf = Preflight(hook=hook)
+    for _ in range(5):
+        assert pf.resolve(ACCOUNT).name == "pipedrive"
+    pf.resolve(OTHER_ACCOUNT)
+    assert hook.calls == [ACCOUNT, OTHER_ACCOUNT]
+
+
+def test_explicit_integration_skips_the_lookup() -> None:
+    hook = FakeHook("pipedrive")
+    pf = Preflight(hook=hook, integration="HubSpot")
+    report = pf.check({"description": "ok on HubSpot"}, integrated_account_id=ACCOUNT)
+    assert report.integration == "hubspot" and report.issues == ()
+    assert hook.calls == []
+
+
+def test_unlisted_integration_warns_once_per_task() -> None:
+    logger = ListLogger()
+    pf = Preflight(hook=FakeHook("salesforce"), logger=logger)
+    for i in range(10):
+        report = pf.run({"description": f"row {i}"}, integrated_account_id=ACCOUNT)
+        assert not report.checked
+    assert len(logger.warnings) == 1
+    assert "Salesforce" in logger.warnings[0]
+
+
+def test_client_error_on_lookup_leaves_it_unresolved_with_one_warning() -> None:
+    from truto_airflow.exceptions import TrutoAuthError
+
+    logger = ListLogger()
+    err = TrutoAuthError(status_code=403, message="integrated-account tokens cannot read this")
+    hook = FakeHook(error=err)
+    pf = Preflight(hook=hook, logger=logger)
+    for _ in range(3):
+        assert not pf.run({"description": "x"}, integrated_account_id=ACCOUNT).checked
+    assert hook.calls == [ACCOUNT]
+    assert len(logger.warnings) == 1
+    assert "integration='...'" in logger.warnings[0]
+    assert "403" in logger.warnings[0]
+
+
+def test_transient_error_on_lookup_propagates() -> None:
+    hook = FakeHook(error=TrutoServerError(status_code=502, message="bad gateway"))
+    with pytest.raises(TrutoServerError):
+        Preflight(hook=hook).run({"amount": 1}, integrated_account_id=ACCOUNT)
+
+
+def test_enforce_raises_before_any_write_and_warns_under_warn() -> None:
+    body = {"description": "x", "amount": 5}
+    with pytest.raises(TrutoInputError, match="Pipedrive does not apply field 'description'"):
+        Preflight(hook=FakeHook("pipedrive")).run(body, integrated_account_id=ACCOUNT)
+    logger = ListLogger()
+    report = Preflight(hook=FakeHook("pipedrive"), policy="warn", logger=logger).run(
+        body, integrated_account_id=ACCOUNT, what="opportunity opp-1"
+    )
+    assert report.unsupported_fields == ["description"]
+    assert len(logger.warnings) == 1 and "opp-1" in logger.warnings[0]
+    silent = ListLogger()
+    Preflight(hook=FakeHook("pipedrive"), policy="ignore", logger=silent).run(
+        body, integrated_account_id=ACCOUNT
+    )
+    assert silent.warnings == []
+
+
+def test_logs_go_to_the_module_logger_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="truto_airflow.preflight"):
+        Preflight(integration="zoho_crm").run({"amount": 1})
+    assert "Zoho CRM" in caplog.text
+
+
+# -- against TrutoHook (mock transport): sync and async share the cache --------------------------
+
+
+def _hook(monkeypatch: pytest.MonkeyPatch, seen: list[str]) -> TrutoHook:
+    from tests.conftest import truto_conn_json
+
+    monkeypatch.setenv("AIRFLOW_CONN_TRUTO_DEFAULT", truto_conn_json())
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        assert request.method == "GET", "preflight must never write"
+        return httpx2.Response(
+            200, json={"id": ACCOUNT, "integration": {"name": "teamleader", "id": "i"}}
+        )
+
+    return TrutoHook(
+        transport=httpx2.MockTransport(handler),
+        async_transport=httpx2.MockTransport(handler),
+        retry_policy=RetryPolicy(max_retries=0),
+    )
+
+
+def test_resolves_through_truto_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    pf = Preflight(hook=_hook(monkeypatch, seen))
+    report = pf.check({"name": "x"})  # the connection's default account
+    assert report.integration == "teamleader"
+    assert {i.field for i in report.errors()} == {"account", "contact"}
+    pf.check({"name": "y"})
+    assert seen == [f"GET /integrated-account/{ACCOUNT}"]
+
+
+async def test_async_resolution_uses_one_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    hook = _hook(monkeypatch, seen)
+    pf = Preflight(hook=hook)
+    try:
+        resolved = await pf.aresolve(ACCOUNT)
+        assert resolved.name == "teamleader" and resolved.source == "account"
+        assert (await pf.aresolve(ACCOUNT)).name == "teamleader"
+        # the sync path (and the hook's own cache) see the same answer without a new call
+        assert hook.get_integrated_account(ACCOUNT)["integration"]["name"] == "teamleader"
+        assert pf.check({"name": "x"}, resolved=resolved).integration == "teamleader"
+    finally:
+        await hook.aclose()
+    assert seen == [f"GET /integrated-account/{ACCOUNT}"]

@@ -1,0 +1,418 @@
+"""Field-support preflight: catch, before any write, an update the target CRM would not apply.
+
+Truto's docs list, per CRM, which opportunity-update fields are applied, which are required and
+which ``status`` values exist (``truto_airflow.capabilities``). A field the CRM does not apply is
+accepted by Truto and silently dropped: the DAG goes green and the data is lost. This module
+checks an :class:`~truto_airflow.models.OpportunityUpdate` against that table.
+
+Three kinds of issue:
+
+* ``unsupported_field``: the integration does not apply the field. Governed by the policy
+  ``unsupported_fields="error" | "warn" | "ignore"`` (default ``"error"``).
+* ``missing_required``: the integration requires the field in every update (Teamleader: ``name``,
+  ``account``, ``contact``) and it is absent or ``null``.
+* ``invalid_status``: ``status`` is not one of the integration's documented values.
+
+The last two are **always errors**, whatever the policy: the CRM would reject the write (or
+apply something else than asked), so sending it can only fail later or do harm. The escape hatch
+for a value the docs do not know is ``remote_data``, which preflight never inspects: it is sent to
+the CRM as is and is accepted by every integration.
+
+An integration the docs table does not list (Salesforce, Zoho CRM), or that the table does not
+know at all, gets no preflight and one warning per :class:`Preflight` (one per task): nothing can
+be said per field, and a whole integration is never blocked on missing data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+from urllib.parse import quote
+
+from truto_airflow.capabilities import (
+    OpportunityCapabilities,
+    UnknownIntegrationError,
+    load_opportunity_capabilities,
+)
+from truto_airflow.exceptions import TrutoClientError, TrutoInputError
+from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
+
+__all__ = [
+    "IssueKind",
+    "Preflight",
+    "PreflightIssue",
+    "PreflightReport",
+    "ResolvedIntegration",
+    "UnsupportedFieldsPolicy",
+    "check_update",
+    "integration_from_account",
+    "validate_policy",
+]
+
+UnsupportedFieldsPolicy = Literal["error", "warn", "ignore"]
+IssueKind = Literal["unsupported_field", "missing_required", "invalid_status"]
+
+POLICIES: tuple[UnsupportedFieldsPolicy, ...] = ("error", "warn", "ignore")
+
+#: Fields never checked: the passthrough goes to the CRM untouched.
+PASSTHROUGH_FIELDS = frozenset({"remote_data"})
+
+log = logging.getLogger(__name__)
+
+
+def validate_policy(value: Any) -> UnsupportedFieldsPolicy:
+    """``"error"``, ``"warn"`` or ``"ignore"`` (case-insensitive), else a fail-fast error."""
+    text = str(value).strip().lower() if isinstance(value, str) else value
+    if text not in POLICIES:
+        raise TrutoInputError(
+            f"unsupported_fields={value!r} is not a policy: use 'error' (default: fail before "
+            "writing a field the CRM would drop), 'warn' (log it and write) or 'ignore'"
+        )
+    return cast("UnsupportedFieldsPolicy", text)
+
+
+@dataclass(frozen=True)
+class PreflightIssue:
+    """One problem with one field, phrased so a DAG author can act on it."""
+
+    kind: IssueKind
+    integration: str
+    field: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "integration": self.integration,
+            "field": self.field,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """What preflight found for one update.
+
+    ``checked`` is False when the integration has no per-field data (unlisted or unknown); then
+    ``issues`` is empty and ``note`` says why.
+    """
+
+    integration: str | None
+    display_name: str | None
+    checked: bool
+    issues: tuple[PreflightIssue, ...] = ()
+    note: str | None = None
+    #: Fields the integration requires in every update body (kept by skip-unchanged minimising).
+    required_fields: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def unsupported_fields(self) -> list[str]:
+        return [i.field for i in self.issues if i.kind == "unsupported_field"]
+
+    def errors(self, policy: UnsupportedFieldsPolicy = "error") -> list[PreflightIssue]:
+        """Issues that stop the write under ``policy``."""
+        return [i for i in self.issues if i.kind != "unsupported_field" or policy == "error"]
+
+    def warnings(self, policy: UnsupportedFieldsPolicy = "error") -> list[PreflightIssue]:
+        """Issues that are logged but do not stop the write under ``policy``."""
+        return [i for i in self.issues if i.kind == "unsupported_field" and policy == "warn"]
+
+    def ok(self, policy: UnsupportedFieldsPolicy = "error") -> bool:
+        return not self.errors(policy)
+
+    def error_message(self, policy: UnsupportedFieldsPolicy = "error") -> str:
+        """One line naming every blocking issue (empty when there is none)."""
+        errors = self.errors(policy)
+        if not errors:
+            return ""
+        return f"preflight refused the update for {self.display_name}: " + "; ".join(
+            i.message for i in errors
+        )
+
+    def raise_for_errors(self, policy: UnsupportedFieldsPolicy = "error") -> None:
+        """Raise :class:`TrutoInputError` (fail fast, no retries) if anything blocks the write."""
+        message = self.error_message(policy)
+        if message:
+            raise TrutoInputError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable, for XCom and the bulk outcome report."""
+        return {
+            "integration": self.integration,
+            "checked": self.checked,
+            "issues": [i.to_dict() for i in self.issues],
+            "note": self.note,
+        }
+
+
+def _unsupported_message(display: str, name: str, caps: OpportunityCapabilities) -> str:
+    supporting = caps.integrations_supporting(name) or frozenset()
+    if not supporting:
+        where = "no CRM in Truto's docs applies it"
+    else:
+        names = sorted(caps.display_name(s) for s in supporting)
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        where = f"it is applied by {shown}"
+    return (
+        f"{display} does not apply field {name!r} on opportunity update (per Truto's docs; "
+        f"{where}), so the value would be silently lost. Fix: send the CRM's own field in "
+        f"'remote_data' (passed to {display} as is), leave {name!r} out, or choose "
+        f"unsupported_fields='warn' (log and write) or 'ignore'"
+    )
+
+
+def _required_message(display: str, name: str, present_as_null: bool) -> str:
+    state = "is null" if present_as_null else "is missing"
+    return (
+        f"{display} requires field {name!r} in every opportunity update and it {state}. Fix: "
+        f"include {name!r} (its current value if it does not change) in the body; "
+        "unsupported_fields does not relax this"
+    )
+
+
+def _status_message(display: str, value: str, allowed: Iterable[str]) -> str:
+    choices = sorted(allowed)
+    close = difflib.get_close_matches(value.lower(), choices, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"{display} does not accept status {value!r}{hint}; its opportunity status is one of "
+        f"{', '.join(choices)}. Fix: map the value to one of these, or send the CRM's own value "
+        "in 'remote_data'; unsupported_fields does not relax this"
+    )
+
+
+def check_update(
+    integration: str | None,
+    update: OpportunityUpdate | Mapping[str, Any],
+    *,
+    capabilities: OpportunityCapabilities | None = None,
+) -> PreflightReport:
+    """Check one update against one integration's documented support (pure, no I/O).
+
+    ``integration`` is a name or slug (``"HubSpot"``, ``"zendesk_sell"``); ``None`` means it is
+    unknown, which gives an unchecked report.
+    """
+    caps = capabilities or load_opportunity_capabilities()
+    parsed = parse_update_body(update)
+    if integration is None or not str(integration).strip():
+        return PreflightReport(
+            integration=None,
+            display_name=None,
+            checked=False,
+            note="the integration is unknown, so no field-support preflight was run; pass "
+            "integration='...' to enable it",
+        )
+    try:
+        slug = caps.normalise_integration(str(integration))
+    except UnknownIntegrationError:
+        return PreflightReport(
+            integration=str(integration),
+            display_name=str(integration),
+            checked=False,
+            note=f"{integration!r} is not in Truto's opportunity-update support table, so no "
+            "field-support preflight was run (fields are sent as given)",
+        )
+    display = caps.display_name(slug)
+    if not caps.is_listed(slug):
+        return PreflightReport(
+            integration=slug,
+            display_name=display,
+            checked=False,
+            note=f"Truto's docs give no per-field support for {display}, so no field-support "
+            "preflight was run (fields are sent as given)",
+        )
+
+    supported = caps.supported_fields(slug)
+    required = caps.required_fields(slug)
+    body = parsed.to_body()
+    issues: list[PreflightIssue] = []
+    for name in parsed.field_names:
+        if name in PASSTHROUGH_FIELDS or name in supported:
+            continue
+        issues.append(
+            PreflightIssue(
+                "unsupported_field", display, name, _unsupported_message(display, name, caps)
+            )
+        )
+    for name in sorted(required):
+        if body.get(name) in (None, [], {}, ""):
+            issues.append(
+                PreflightIssue(
+                    "missing_required",
+                    display,
+                    name,
+                    _required_message(display, name, present_as_null=name in body),
+                )
+            )
+    status = body.get("status")
+    allowed = caps.status_values(slug)
+    if (
+        status is not None
+        and allowed is not None
+        and "status" in supported
+        and str(status) not in allowed
+    ):
+        issues.append(
+            PreflightIssue(
+                "invalid_status", display, "status", _status_message(display, status, allowed)
+            )
+        )
+    return PreflightReport(
+        integration=slug,
+        display_name=display,
+        checked=True,
+        issues=tuple(issues),
+        required_fields=frozenset(required),
+    )
+
+
+def integration_from_account(account: Mapping[str, Any]) -> str | None:
+    """``integration.name`` of a ``GET /integrated-account/{id}`` answer, if present."""
+    integration = account.get("integration")
+    if isinstance(integration, Mapping):
+        name = integration.get("name")
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    name = account.get("integration_name")
+    return name.strip() if isinstance(name, str) and name.strip() else None
+
+
+@dataclass(frozen=True)
+class ResolvedIntegration:
+    """The integration behind an account, or why it could not be resolved."""
+
+    name: str | None
+    source: Literal["explicit", "account", "unresolved"]
+    detail: str | None = None
+
+
+class Preflight:
+    """Preflight for one task: resolves integrations (cached per account), checks, logs once.
+
+    :param policy: ``unsupported_fields``: "error", "warn" or "ignore".
+    :param integration: the integration name for every account (skips the account lookup).
+    :param hook: a :class:`~truto_airflow.hooks.truto.TrutoHook` (anything with
+        ``get_integrated_account``); required unless ``integration`` is given.
+    :param logger: where warnings go (the operator's ``self.log``).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: UnsupportedFieldsPolicy | str = "error",
+        integration: str | None = None,
+        hook: Any = None,
+        logger: logging.Logger | Any = None,
+        capabilities: OpportunityCapabilities | None = None,
+    ) -> None:
+        self.policy: UnsupportedFieldsPolicy = validate_policy(policy)
+        self.integration = integration.strip() if isinstance(integration, str) else None
+        self.hook = hook
+        self.log: Any = logger or log
+        self.capabilities = capabilities or load_opportunity_capabilities()
+        self._resolved: dict[str | None, ResolvedIntegration] = {}
+        self._warned: set[str] = set()
+
+    # -- which integration --------------------------------------------------------------------
+
+    def resolve(self, integrated_account_id: str | None = None) -> ResolvedIntegration:
+        """The integration for an account: explicit, else ``integration.name`` of the account.
+
+        A 4xx on the lookup (e.g. an integrated-account token may not read
+        ``/integrated-account/{id}``) leaves it unresolved (no preflight, one warning); transient
+        errors propagate so the task retries rather than writing unchecked.
+        """
+        if self.integration:
+            return ResolvedIntegration(self.integration, "explicit")
+        key = integrated_account_id
+        if key in self._resolved:
+            return self._resolved[key]
+        if self.hook is None:
+            resolved = ResolvedIntegration(None, "unresolved", "no hook to look the account up")
+        else:
+            try:
+                account = self.hook.get_integrated_account(integrated_account_id)
+            except TrutoClientError as exc:
+                resolved = ResolvedIntegration(None, "unresolved", str(exc))
+            else:
+                name = integration_from_account(account) if isinstance(account, Mapping) else None
+                resolved = ResolvedIntegration(
+                    name,
+                    "account" if name else "unresolved",
+                    None if name else "the integrated account has no integration.name",
+                )
+        self._resolved[key] = resolved
+        return resolved
+
+    async def aresolve(self, integrated_account_id: str | None = None) -> ResolvedIntegration:
+        """:meth:`resolve` over the hook's async client (same cache, same error handling)."""
+        if self.integration:
+            return ResolvedIntegration(self.integration, "explicit")
+        key = integrated_account_id
+        if key in self._resolved:
+            return self._resolved[key]
+        hook = self.hook
+        if hook is None or not hasattr(hook, "asend"):
+            return self.resolve(integrated_account_id)
+        cache = getattr(hook, "_account_cache", None)
+        account_id = hook.resolve_account(integrated_account_id)
+        try:
+            if isinstance(cache, dict) and account_id in cache:
+                account = cache[account_id]
+            else:
+                prepared = hook.prepare("GET", f"/integrated-account/{quote(account_id, safe='')}")
+                account = hook.decode(await hook.asend(prepared))
+                if isinstance(cache, dict) and isinstance(account, dict):
+                    cache[account_id] = account
+        except TrutoClientError as exc:
+            resolved = ResolvedIntegration(None, "unresolved", str(exc))
+        else:
+            name = integration_from_account(account) if isinstance(account, Mapping) else None
+            resolved = ResolvedIntegration(
+                name,
+                "account" if name else "unresolved",
+                None if name else "the integrated account has no integration.name",
+            )
+        self._resolved[key] = resolved
+        return resolved
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def check(
+        self,
+        update: OpportunityUpdate | Mapping[str, Any],
+        *,
+        integrated_account_id: str | None = None,
+        resolved: ResolvedIntegration | None = None,
+    ) -> PreflightReport:
+        """Check one update; warns (once per integration) when no preflight is possible."""
+        resolved = resolved or self.resolve(integrated_account_id)
+        report = check_update(resolved.name, update, capabilities=self.capabilities)
+        if not report.checked:
+            key = report.integration or f"unresolved:{integrated_account_id}"
+            if key not in self._warned:
+                self._warned.add(key)
+                detail = f" ({resolved.detail})" if resolved.detail else ""
+                self.log.warning("Preflight skipped: %s%s", report.note, detail)
+        return report
+
+    def enforce(self, report: PreflightReport, *, what: str = "the update") -> None:
+        """Raise on blocking issues; log the ones the policy lets through."""
+        for issue in report.warnings(self.policy):
+            self.log.warning("Preflight (%s): %s", what, issue.message)
+        report.raise_for_errors(self.policy)
+
+    def run(
+        self,
+        update: OpportunityUpdate | Mapping[str, Any],
+        *,
+        integrated_account_id: str | None = None,
+        what: str = "the update",
+    ) -> PreflightReport:
+        """:meth:`check` then :meth:`enforce`: returns the report or raises before any write."""
+        report = self.check(update, integrated_account_id=integrated_account_id)
+        self.enforce(report, what=what)
+        return report
