@@ -48,6 +48,7 @@ __all__ = [
     "ResolvedIntegration",
     "UnsupportedFieldsPolicy",
     "check_update",
+    "coerce_flag",
     "integration_from_account",
     "validate_policy",
 ]
@@ -322,8 +323,9 @@ class Preflight:
         """The integration for an account: explicit, else ``integration.name`` of the account.
 
         A 4xx on the lookup (e.g. an integrated-account token may not read
-        ``/integrated-account/{id}``) leaves it unresolved (no preflight, one warning); transient
-        errors propagate so the task retries rather than writing unchecked.
+        ``/integrated-account/{id}``) or an answer that is not an account object leaves it
+        unresolved (no preflight, one warning); transient errors propagate so the task retries
+        rather than writing unchecked.
         """
         if self.integration:
             return ResolvedIntegration(self.integration, "explicit")
@@ -335,7 +337,7 @@ class Preflight:
         else:
             try:
                 account = self.hook.get_integrated_account(integrated_account_id)
-            except TrutoClientError as exc:
+            except (TrutoClientError, TrutoInputError) as exc:
                 resolved = ResolvedIntegration(None, "unresolved", str(exc))
             else:
                 name = integration_from_account(account) if isinstance(account, Mapping) else None
@@ -367,7 +369,7 @@ class Preflight:
                 account = hook.decode(await hook.asend(prepared))
                 if isinstance(cache, dict) and isinstance(account, dict):
                     cache[account_id] = account
-        except TrutoClientError as exc:
+        except (TrutoClientError, TrutoInputError) as exc:
             resolved = ResolvedIntegration(None, "unresolved", str(exc))
         else:
             name = integration_from_account(account) if isinstance(account, Mapping) else None
@@ -416,3 +418,14 @@ class Preflight:
         report = self.check(update, integrated_account_id=integrated_account_id)
         self.enforce(report, what=what)
         return report
+
+
+def coerce_flag(name: str, value: Any) -> bool:
+    """A boolean operator option that may have been rendered from a template (``"True"``)."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, str) and value.strip().lower() in {"true", "false", "1", "0", ""}:
+        return value.strip().lower() in {"true", "1"}
+    raise TrutoInputError(f"{name} must be true or false, got {value!r}")

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from truto_airflow.diff import UpdateDiff, diff_update
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
 from truto_airflow.idempotency import context_identity, derive_idempotency_key
 from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
+from truto_airflow.preflight import Preflight, PreflightReport, coerce_flag, validate_policy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -110,6 +112,18 @@ class UpdateOpportunityOperator(BaseOperator):
         refused otherwise. (templated)
     :param hook_params: extra keyword arguments for :class:`TrutoHook` (``timeout``,
         ``max_retries``, ``retry_policy``, ``transport`` ...).
+    :param unsupported_fields: what to do with a field the account's CRM does not apply (per
+        Truto's docs): ``"error"`` (default: fail before writing), ``"warn"`` (log and write) or
+        ``"ignore"``. Missing required fields and invalid ``status`` values always fail. See
+        docs/data_safety.md. (templated)
+    :param integration: the CRM (``"hubspot"``, ``"Pipedrive"`` ...); by default read from
+        ``GET /integrated-account/{id}``. (templated)
+    :param skip_unchanged: read the opportunity first and send only the fields whose value
+        differs; with nothing to change, no write is sent and the XCom is
+        ``{"outcome": "unchanged", ...}``. (templated)
+    :param dry_run: validate, preflight and (with ``skip_unchanged``) diff, then return the plan
+        to XCom and the log without sending any write. Stored as :attr:`plan_only`, because
+        ``BaseOperator.dry_run()`` is a method. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -122,6 +136,10 @@ class UpdateOpportunityOperator(BaseOperator):
         "remote_query",
         "idempotency_key",
         "output_path",
+        "unsupported_fields",
+        "integration",
+        "skip_unchanged",
+        "plan_only",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "body": "json",
@@ -145,9 +163,18 @@ class UpdateOpportunityOperator(BaseOperator):
         idempotency_key: Any = None,
         output_path: Any = None,
         hook_params: Mapping[str, Any] | None = None,
+        unsupported_fields: Any = "error",
+        integration: Any = None,
+        skip_unchanged: Any = False,
+        dry_run: Any = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.unsupported_fields = unsupported_fields
+        self.integration = integration
+        self.skip_unchanged = skip_unchanged
+        # ``dry_run`` is a BaseOperator method (render templates), so the flag lives here.
+        self.plan_only = dry_run
         self.opportunity_id = opportunity_id
         # A pydantic object is neither rendered nor serialised by Airflow (the UI and the
         # rendered-fields table would show its str()); its JSON body is, and keeps PATCH
@@ -182,8 +209,11 @@ class UpdateOpportunityOperator(BaseOperator):
 
     # -- execution ------------------------------------------------------------------------------
 
-    def prepare(self, context: Context | Mapping[str, Any]) -> PreparedRequest:
-        """Validate every input and build the PATCH, with its idempotency key; sends nothing."""
+    def prepare(self, context: Context | Mapping[str, Any], *, body: Any = None) -> PreparedRequest:
+        """Validate every input and build the PATCH, with its idempotency key; sends nothing.
+
+        ``body`` overrides :attr:`body` (the minimal body of ``skip_unchanged``).
+        """
         hook = self.hook
         response_format = ResponseFormat.parse(_optional_text(self.response_format) or "unified")
         output_path = _optional_text(self.output_path)
@@ -201,7 +231,7 @@ class UpdateOpportunityOperator(BaseOperator):
         caller_key = _optional_text(self.idempotency_key)
         prepared = hook.prepare_update(
             self.opportunity_id,
-            self.body,
+            self.body if body is None else body,
             integrated_account_id=account,
             response_format=response_format.value,
             ignore_remote_data=_optional_text(self.ignore_remote_data),
@@ -234,6 +264,10 @@ class UpdateOpportunityOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         """Validate, send the PATCH and return the updated opportunity (or stream summary)."""
         prepared = self.prepare(context)
+        prepared_or_outcome = self._data_safety(context, prepared)
+        if not isinstance(prepared_or_outcome, PreparedRequest):
+            return prepared_or_outcome
+        prepared = prepared_or_outcome
         streaming = prepared.query.get("truto_response_format") == ResponseFormat.STREAM.value
         started = time.monotonic()
         if streaming:
@@ -254,6 +288,97 @@ class UpdateOpportunityOperator(BaseOperator):
         if url is not None and ti is not None:
             ti.xcom_push(key=TRUTO_OPPORTUNITY_URL_XCOM_KEY, value=url)
         return result
+
+    # -- data safety: preflight, skip-unchanged, dry run (docs/data_safety.md) ------------------
+
+    def _data_safety(self, context: Context, prepared: PreparedRequest) -> Any:
+        """Preflight, then diff (``skip_unchanged``); the PATCH to send, or the XCom outcome."""
+        policy = validate_policy(_optional_text(self.unsupported_fields) or "error")
+        skip = coerce_flag("skip_unchanged", _optional_text(self.skip_unchanged))
+        dry_run = coerce_flag("dry_run", _optional_text(self.plan_only))
+        account = str(prepared.query.get("integrated_account_id"))
+        integration = _optional_text(self.integration)
+        preflight = Preflight(
+            policy=policy,
+            integration=str(integration) if integration is not None else None,
+            hook=self.hook,
+            logger=self.log,
+        )
+        report = preflight.run(
+            prepared.json_body,
+            integrated_account_id=account,
+            what=f"opportunity {self.opportunity_id}",
+        )
+        diff: UpdateDiff | None = None
+        if skip:
+            current = self.hook.get_opportunity(
+                self.opportunity_id, integrated_account_id=account, ignore_remote_data=True
+            )
+            diff = diff_update(
+                prepared.json_body,
+                current if isinstance(current, Mapping) else {},
+                keep=report.required_fields,
+                uncompared=report.unsupported_fields if policy != "error" else (),
+            )
+        outcome = self._outcome(account, report, prepared, diff, dry_run=dry_run)
+        if dry_run:
+            self._log_plan(outcome)
+            return outcome
+        if diff is None:
+            return prepared
+        if not diff.has_changes:
+            self.log.info(
+                "Truto opportunity %s unchanged (fields %s already hold these values): no write",
+                self.opportunity_id,
+                ",".join(diff.unchanged),
+            )
+            return outcome
+        return self.prepare(context, body=diff.body)
+
+    def _outcome(
+        self,
+        account: str,
+        report: PreflightReport,
+        prepared: PreparedRequest,
+        diff: UpdateDiff | None,
+        *,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        body = prepared.json_body if diff is None else diff.body
+        if diff is None:
+            changes = {name: {"new": value} for name, value in prepared.json_body.items()}
+        else:
+            changes = diff.plan()
+        result: dict[str, Any] = {
+            "outcome": "would_update" if body else "unchanged",
+            "dry_run": dry_run,
+            "opportunity_id": str(self.opportunity_id),
+            "integrated_account_id": account,
+            "integration": report.integration,
+            "compared": diff is not None,
+            "changes": changes,
+            "body": body,
+            "preflight": report.to_dict(),
+        }
+        if diff is not None:
+            result["unchanged"] = list(diff.unchanged)
+            result["carried"] = list(diff.carried)
+        return result
+
+    def _log_plan(self, outcome: Mapping[str, Any]) -> None:
+        self.log.info(
+            "Dry run (no write sent) for Truto opportunity %s: %s",
+            self.opportunity_id,
+            outcome["outcome"],
+        )
+        for name, change in outcome["changes"].items():
+            if name == "remote_data":  # passthrough data may hold anything: keys only
+                keys = sorted(change.get("new") or {})
+                self.log.info("  remote_data: always sent (keys %s)", ",".join(keys))
+            elif "old" in change:
+                self.log.info("  %s: %r -> %r", name, change["old"], change["new"])
+            else:
+                self.log.info("  %s: -> %r (current value not read)", name, change["new"])
 
     def _stream_to_output(self, prepared: PreparedRequest) -> tuple[dict[str, Any], int]:
         target = _optional_text(self.output_path)
