@@ -823,3 +823,33 @@ class TrutoHook(BaseHook):
             yield self
         finally:
             await self.aclose()
+
+    # -- bulk engine support (async, single attempt) ------------------------------------------
+    # Added for UpdateOpportunitiesOperator (truto_airflow/bulk). The bulk engine decides retries
+    # and pacing itself, per row and per integrated account, so it needs exactly one attempt and
+    # the raw response (status and rate-limit headers), on this hook's pooled AsyncClient.
+
+    async def asend_once(self, request: PreparedRequest) -> httpx2.Response:
+        """Send one attempt and return the response whatever its status (no retries).
+
+        Transport failures propagate as ``httpx2`` exceptions; turn an error response into the
+        typed Truto error with :meth:`api_error`.
+        """
+        client = self.get_async_conn()
+        return await client.request(
+            request.method,
+            request.path,
+            params=request.query,
+            content=request.content,
+            headers=request.headers,
+        )
+
+    def api_error(
+        self, response: httpx2.Response, request: PreparedRequest, attempts: int = 1
+    ) -> TrutoAPIError:
+        """The typed error (status, message, insight, headers) for a non-2xx response."""
+        return self._api_error(response, request, attempts)
+
+    def redact_text(self, text: str) -> str:
+        """``text`` with the API token masked (safe to log or store)."""
+        return self._redact_safe(text)

@@ -1,0 +1,48 @@
+"""The bulk update engine behind :class:`~truto_airflow.operators.bulk.UpdateOpportunitiesOperator`.
+
+One idea per module: ``rows`` (input, streamed), ``plan`` (validate and build each request; the
+per-row plan seam), ``pacer`` (per-account rate limits), ``engine`` (concurrency, isolation,
+retries), ``outcomes`` (one outcome per row, counts-only summary), ``rejects`` (failed/invalid
+rows, spilled to JSON Lines), ``ledger`` (skip rows applied in an earlier try), ``progress``
+(log lines with rate and ETA), ``spill`` (disk FIFO for throttled accounts). See docs/bulk.md.
+"""
+
+from __future__ import annotations
+
+from truto_airflow.bulk.engine import BulkEngine, BulkSettings
+from truto_airflow.bulk.ledger import (
+    MemoryLedgerStore,
+    PathLedgerStore,
+    SuccessLedger,
+    TaskStateLedgerStore,
+)
+from truto_airflow.bulk.outcomes import Outcome, RowResult, format_outcome_table
+from truto_airflow.bulk.pacer import AccountPacer, RateLimitInfo
+from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer, RunIdentity
+from truto_airflow.bulk.progress import ProgressReporter
+from truto_airflow.bulk.rejects import RejectedRows
+from truto_airflow.bulk.rows import RawRow, RowSource, open_source
+
+__all__ = [
+    "AccountPacer",
+    "BulkEngine",
+    "BulkSettings",
+    "MemoryLedgerStore",
+    "Outcome",
+    "PathLedgerStore",
+    "PlanDecision",
+    "ProgressReporter",
+    "RateLimitInfo",
+    "RawRow",
+    "RejectedRows",
+    "RowItem",
+    "RowPlanner",
+    "RowPreparer",
+    "RowResult",
+    "RowSource",
+    "RunIdentity",
+    "SuccessLedger",
+    "TaskStateLedgerStore",
+    "format_outcome_table",
+    "open_source",
+]

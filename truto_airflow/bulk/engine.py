@@ -1,0 +1,605 @@
+"""The bulk engine: bounded concurrency, per-account pacing and isolation, one outcome per row.
+
+Shape of a run::
+
+    reader ──prepare──► per-account queues ──pick (round robin, pacer says go)──► C workers
+       │                    │    ▲                                               │
+       │ (ledger: already   │    └─ retry heap (5xx/network backoff, 429 block) ◄┘
+       │  applied → done)   └─ spill file (account throttled, queue full)
+
+* Memory is bounded by ``window`` rows in flight or queued (plus at most one queued row per
+  account); a throttled account's overflow goes to a local spill file, never to memory, and never
+  blocks the reader for the other accounts.
+* Each account has its own :class:`~truto_airflow.bulk.pacer.AccountPacer`. An account that
+  answers 401/403/503 (dead token, missing scopes, blocked account) or only 429s for longer than
+  ``max_throttle_seconds`` is closed: its remaining rows fail at once with the reason, unsent.
+* Rows for the same opportunity of the same account are applied in input order (never two in
+  flight at once), so the last row wins as it would in a sequential loop.
+* Retries reuse the row's Idempotency-Key, so a retry after a lost answer is replayed by Truto
+  rather than applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import pathlib
+import shutil
+import tempfile
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.outcomes import Outcome, RowResult, SummaryBuilder
+from truto_airflow.bulk.pacer import AccountPacer
+from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer
+from truto_airflow.bulk.progress import ProgressReporter
+from truto_airflow.bulk.rejects import RejectedRows
+from truto_airflow.bulk.rows import RowSource
+from truto_airflow.bulk.spill import SpillQueue
+from truto_airflow.exceptions import TrutoAPIError
+from truto_airflow.retry import RETRY_STATUSES, RetryPolicy
+
+if TYPE_CHECKING:
+    from truto_airflow.hooks.truto import TrutoHook
+
+__all__ = ["BulkEngine", "BulkSettings"]
+
+log = logging.getLogger(__name__)
+
+#: An account whose pacer says "not before" further away than this gets its overflow spilled.
+_SPILL_AFTER_S = 0.5
+
+
+@dataclass(frozen=True)
+class BulkSettings:
+    """Tuning knobs of one bulk run (the operator maps its arguments onto these)."""
+
+    max_concurrency: int = 32
+    #: Optional cap on concurrent requests per integrated account.
+    max_concurrency_per_account: int | None = None
+    #: Attempts after the first for 5xx/network errors; ``None`` = the hook's retry policy.
+    max_retries: int | None = None
+    #: 429 answers one row may absorb before it fails.
+    max_rate_limit_retries: int = 20
+    #: An account answering nothing but 429s for this long is closed (its rows fail).
+    max_throttle_seconds: float = 300.0
+    #: Statuses that close an account: a dead token, missing scopes, a blocked account.
+    dead_account_statuses: frozenset[int] = frozenset({401, 403, 503})
+    #: Rows queued or in flight at once (default ``8 * max_concurrency``).
+    window: int | None = None
+    #: Rows queued in memory per account (default ``2 * max_concurrency``).
+    queue_per_account: int | None = None
+    progress_every_rows: int | None = 1000
+    progress_every_seconds: float | None = 30.0
+    inline_rejected: int = 20
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if self.max_concurrency_per_account is not None and self.max_concurrency_per_account < 1:
+            raise ValueError("max_concurrency_per_account must be >= 1")
+
+
+@dataclass(eq=False)
+class _Account:
+    key: str
+    pacer: AccountPacer
+    queue: deque[RowItem] = field(default_factory=deque)
+    retry: list[tuple[float, int, RowItem]] = field(default_factory=list)
+    waiting: dict[tuple[str, str], deque[RowItem]] = field(default_factory=dict)
+    busy: set[tuple[str, str]] = field(default_factory=set)
+    spill: SpillQueue | None = None
+    dead: RowResult | None = None
+    in_ring: bool = False
+
+    def spilled(self) -> int:
+        return len(self.spill) if self.spill is not None else 0
+
+    def has_work(self) -> bool:
+        return bool(self.queue or self.retry or self.spilled())
+
+
+class BulkEngine:
+    """Runs one bulk update. Use once: ``summary = await engine.run(source)``."""
+
+    def __init__(
+        self,
+        hook: TrutoHook,
+        preparer: RowPreparer,
+        *,
+        settings: BulkSettings | None = None,
+        ledger: SuccessLedger | None = None,
+        rejected: RejectedRows | None = None,
+        planners: Sequence[RowPlanner] = (),
+        logger: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.hook = hook
+        self.preparer = preparer
+        self.settings = settings or BulkSettings()
+        self.ledger = ledger or SuccessLedger(MemoryLedgerStore())
+        self.rejected = rejected or RejectedRows(inline_limit=self.settings.inline_rejected)
+        self.planners = list(planners)
+        self.log = logger or log
+        self.clock = clock
+        self.policy = retry_policy or hook.retry_policy
+        s = self.settings
+        self.max_retries = s.max_retries if s.max_retries is not None else self.policy.max_retries
+        self.window = s.window or 8 * s.max_concurrency
+        self.per_account = s.queue_per_account or max(2 * s.max_concurrency, 8)
+        self.summary = SummaryBuilder()
+        self._accounts: dict[str, _Account] = {}
+        self._ring: deque[_Account] = deque()
+        self._retry_seq = itertools.count()
+        self._in_memory = 0
+        self._spilled_total = 0
+        self._input_done = False
+        self._work = asyncio.Event()
+        self._room = asyncio.Event()
+        self._spill_dir: pathlib.Path | None = None
+        self.progress: ProgressReporter | None = None
+
+    # -- public ---------------------------------------------------------------------------
+
+    async def run(self, source: RowSource) -> dict[str, Any]:
+        """Process every row of ``source``; return the summary (counts, never all rows)."""
+        s = self.settings
+        self.progress = ProgressReporter(
+            self.log,
+            every_rows=s.progress_every_rows,
+            every_seconds=s.progress_every_seconds,
+            total=source.total,
+            clock=self.clock,
+        )
+        started = self.clock()
+        workers = [asyncio.create_task(self._worker()) for _ in range(s.max_concurrency)]
+        ticker = asyncio.create_task(self._ticker())
+        try:
+            await self._read(source)
+            self._input_done = True
+            self._wake()
+            await asyncio.gather(*workers)
+        finally:
+            ticker.cancel()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(ticker, *workers, return_exceptions=True)
+            self.ledger.flush()
+            self._cleanup_spill()
+        duration = self.clock() - started
+        self.progress.maybe_report(self.summary.done, self._counts(), force=True)
+        result = self.summary.build(duration=duration, rejected=self.rejected.finish())
+        result["spilled_rows"] = self._spilled_total
+        result["ledger"] = self.ledger.describe()
+        return result
+
+    # -- reading and admission -----------------------------------------------------------
+
+    async def _read(self, source: RowSource) -> None:
+        for n, raw in enumerate(source.rows, start=1):
+            if n % 128 == 0:
+                await asyncio.sleep(0)  # let workers and the ticker run between batches
+            prepared = self.preparer.prepare(raw)
+            if isinstance(prepared, RowResult):
+                self._settle(prepared, counted=False)
+                continue
+            if self.ledger.already_applied(prepared.key):
+                self._settle(
+                    RowResult(
+                        index=prepared.index,
+                        outcome=Outcome.UPDATED,
+                        opportunity_id=prepared.opportunity_id,
+                        integrated_account_id=prepared.account,
+                        already_applied=True,
+                        line=prepared.line,
+                    ),
+                    counted=False,
+                )
+                continue
+            await self._admit(prepared)
+
+    def _account(self, key: str) -> _Account:
+        acct = self._accounts.get(key)
+        if acct is None:
+            acct = _Account(
+                key,
+                AccountPacer(
+                    max_in_flight=self.settings.max_concurrency_per_account,
+                    backoff_base=max(self.policy.backoff_base, 0.05),
+                    max_wait=self.policy.max_wait,
+                ),
+            )
+            self._accounts[key] = acct
+        return acct
+
+    def _activate(self, acct: _Account) -> None:
+        if not acct.in_ring:
+            acct.in_ring = True
+            self._ring.append(acct)
+
+    async def _admit(self, item: RowItem) -> None:
+        acct = self._account(item.account)
+        while True:
+            if acct.dead is not None:
+                self._settle(self._closed_result(acct, item), counted=False)
+                return
+            now = self.clock()
+            delay = acct.pacer.delay(now)
+            blocked = _SPILL_AFTER_S < delay < math.inf
+            if acct.spilled():
+                if blocked:
+                    self._spill(acct, item)
+                    return
+            elif len(acct.queue) < self.per_account and (
+                self._in_memory < self.window or not acct.queue
+            ):
+                acct.queue.append(item)
+                self._in_memory += 1
+                self._activate(acct)
+                self._wake()
+                return
+            elif blocked:
+                self._spill(acct, item)
+                return
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), 0.25)
+
+    def _spill(self, acct: _Account, item: RowItem) -> None:
+        if acct.spill is None:
+            if self._spill_dir is None:
+                self._spill_dir = pathlib.Path(tempfile.mkdtemp(prefix="truto-bulk-spill-"))
+            acct.spill = SpillQueue(self._spill_dir / f"account-{len(self._accounts)}-{id(acct)}")
+        acct.spill.push(item.to_record())
+        self._spilled_total += 1
+        self._activate(acct)
+
+    def _cleanup_spill(self) -> None:
+        for acct in self._accounts.values():
+            if acct.spill is not None:
+                acct.spill.close()
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        self._work.set()
+
+    def _pick(self, now: float) -> tuple[_Account, RowItem] | None:
+        ring = self._ring
+        for _ in range(len(ring)):
+            acct = ring[0]
+            if not acct.has_work():
+                ring.popleft()
+                acct.in_ring = False
+                continue
+            ring.rotate(-1)
+            if acct.pacer.delay(now) > 0:
+                continue
+            item = self._pop(acct, now)
+            if item is None:
+                continue
+            acct.pacer.acquire(now)
+            return acct, item
+        return None
+
+    def _pop(self, acct: _Account, now: float) -> RowItem | None:
+        if acct.dead is not None:
+            self._drain_closed(acct)
+            return None
+        if acct.retry and acct.retry[0][0] <= now:
+            return heapq.heappop(acct.retry)[2]
+        while True:
+            if not acct.queue and acct.spill is not None and len(acct.spill):
+                records = acct.spill.pop_many(self.per_account)
+                acct.queue.extend(RowItem.from_record(r) for r in records)
+                self._in_memory += len(records)
+                self._room.set()
+            if not acct.queue:
+                return None
+            item = acct.queue.popleft()
+            lock = item.lock_key
+            if lock in acct.busy:
+                acct.waiting.setdefault(lock, deque()).append(item)
+                continue
+            acct.busy.add(lock)
+            return item
+
+    def _next_wake(self, now: float) -> float | None:
+        """Seconds until some account may be able to send (``None`` = only an event helps)."""
+        best = math.inf
+        for acct in self._ring:
+            delay = acct.pacer.delay(now)
+            if not (acct.queue or acct.spilled()):
+                if not acct.retry:
+                    continue
+                delay = max(delay, acct.retry[0][0] - now)
+            best = min(best, delay)
+        return None if best == math.inf else max(best, 0.001)
+
+    def _finished(self) -> bool:
+        return (
+            self._input_done and self._in_memory == 0 and not any(a.spilled() for a in self._ring)
+        )
+
+    async def _next(self) -> tuple[_Account, RowItem] | None:
+        while True:
+            now = self.clock()
+            got = self._pick(now)
+            if got is not None:
+                return got
+            if self._finished():
+                self._wake()  # let the other idle workers see it too
+                return None
+            timeout = self._next_wake(now)
+            self._work.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), timeout)
+
+    async def _worker(self) -> None:
+        while True:
+            got = await self._next()
+            if got is None:
+                return
+            acct, item = got
+            await self._process(acct, item)
+
+    async def _ticker(self) -> None:
+        every = self.settings.progress_every_seconds
+        if not every:
+            return
+        while True:
+            await asyncio.sleep(min(every, 5.0))
+            progress = self.progress
+            if progress is not None and progress.due(self.summary.done):
+                progress.maybe_report(self.summary.done, self._counts(), self._extra(), force=True)
+
+    # -- one row ----------------------------------------------------------------------------
+
+    async def _process(self, acct: _Account, item: RowItem) -> None:
+        for planner in self.planners:
+            decided = await planner.plan(item)
+            if isinstance(decided, PlanDecision):
+                acct.pacer.release()
+                self._settle(
+                    RowResult(
+                        index=item.index,
+                        outcome=decided.outcome,
+                        opportunity_id=item.opportunity_id,
+                        integrated_account_id=item.account,
+                        error=decided.error,
+                        message=decided.message,
+                        line=item.line,
+                        body=item.request.json_body,
+                    ),
+                    acct=acct,
+                    item=item,
+                )
+                return
+            item = decided
+        item.attempts += 1
+        started = self.clock()
+        try:
+            response = await self.hook.asend_once(item.request)
+        except httpx2.HTTPError as exc:
+            now = self.clock()
+            self.summary.request_done(None, now - started)
+            acct.pacer.release()
+            if self.policy.is_retryable(exc) and item.attempts <= self.max_retries:
+                self._retry_later(acct, item, now + self.policy.wait_seconds(exc, item.attempts))
+            else:
+                self._fail(acct, item, None, type(exc).__name__, self.hook.redact_text(str(exc)))
+            return
+        now = self.clock()
+        status = response.status_code
+        self.summary.request_done(status, now - started)
+        acct.pacer.on_response(now, status, response.headers)
+        if response.is_success:
+            self.ledger.record(item.key)
+            self._settle(
+                RowResult(
+                    index=item.index,
+                    outcome=Outcome.UPDATED,
+                    opportunity_id=item.opportunity_id,
+                    integrated_account_id=item.account,
+                    status_code=status,
+                    attempts=item.attempts,
+                ),
+                acct=acct,
+                item=item,
+            )
+            return
+        error = self.hook.api_error(response, item.request, item.attempts)
+        if status == 429:
+            item.attempts -= 1  # throttling is not a failed attempt; it has its own budget
+            item.throttles += 1
+            if acct.pacer.throttled_for(now) > self.settings.max_throttle_seconds:
+                self._fail_error(acct, item, error)
+                self._close(
+                    acct,
+                    error,
+                    f"answered only 429 for over {self.settings.max_throttle_seconds:.0f} s",
+                )
+            elif item.throttles > self.settings.max_rate_limit_retries:
+                self._fail_error(acct, item, error)
+            else:
+                self._retry_later(acct, item, acct.pacer.blocked_until)
+            return
+        if status in RETRY_STATUSES and item.attempts <= self.max_retries:
+            self._retry_later(acct, item, now + self.policy.wait_seconds(error, item.attempts))
+            return
+        self._fail_error(acct, item, error)
+        if status in self.settings.dead_account_statuses:
+            self._close(acct, error, f"answered {status}")
+
+    def _retry_later(self, acct: _Account, item: RowItem, not_before: float) -> None:
+        if acct.dead is not None:
+            self._settle(self._closed_result(acct, item), acct=acct, item=item)
+            return
+        self.summary.retries += 1
+        heapq.heappush(acct.retry, (not_before, next(self._retry_seq), item))
+        self._activate(acct)
+        self._wake()
+
+    def _fail_error(self, acct: _Account, item: RowItem, error: TrutoAPIError) -> None:
+        self._fail(
+            acct,
+            item,
+            error.status_code,
+            error.error or f"HTTP {error.status_code}",
+            error.message,
+            insight=error.error_insight or None,
+            remote=error.is_remote_error,
+        )
+
+    def _fail(
+        self,
+        acct: _Account,
+        item: RowItem,
+        status: int | None,
+        error: str,
+        message: str,
+        *,
+        insight: dict[str, Any] | None = None,
+        remote: bool | None = None,
+    ) -> None:
+        self._settle(
+            RowResult(
+                index=item.index,
+                outcome=Outcome.FAILED,
+                opportunity_id=item.opportunity_id,
+                integrated_account_id=item.account,
+                status_code=status,
+                error=error,
+                message=message,
+                error_insight=insight,
+                is_remote_error=remote,
+                attempts=item.attempts + item.throttles,
+                line=item.line,
+                body=item.request.json_body,
+            ),
+            acct=acct,
+            item=item,
+        )
+
+    def _closed_result(self, acct: _Account, item: RowItem) -> RowResult:
+        dead = acct.dead
+        assert dead is not None
+        return RowResult(
+            index=item.index,
+            outcome=Outcome.FAILED,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            status_code=dead.status_code,
+            error=dead.error,
+            message=dead.message,
+            error_insight=dead.error_insight,
+            is_remote_error=dead.is_remote_error,
+            not_sent=True,
+            line=item.line,
+            body=item.request.json_body,
+        )
+
+    def _close(self, acct: _Account, error: TrutoAPIError, why: str) -> None:
+        """Fail every row of this account still waiting; rows in flight finish on their own."""
+        if acct.dead is not None:
+            return
+        acct.dead = RowResult(
+            index=-1,
+            outcome=Outcome.FAILED,
+            status_code=error.status_code,
+            error=error.error,
+            message=(
+                f"not sent: integrated account {acct.key} {why} earlier in this run "
+                f"({error.message or error.error}); fix the account or token and retry the task"
+            ),
+            error_insight=error.error_insight or None,
+            is_remote_error=error.is_remote_error,
+        )
+        self.log.warning(
+            "Integrated account %s %s (%s): its remaining rows fail without being sent; "
+            "other accounts continue",
+            acct.key,
+            why,
+            error.message or error.error,
+        )
+        self._drain_closed(acct)
+
+    def _drain_closed(self, acct: _Account) -> None:
+        pending: list[RowItem] = [entry[2] for entry in acct.retry]
+        acct.retry.clear()
+        pending.extend(acct.queue)
+        acct.queue.clear()
+        for waiters in acct.waiting.values():
+            pending.extend(waiters)
+        acct.waiting.clear()
+        for item in pending:
+            acct.busy.discard(item.lock_key)
+            self._settle(self._closed_result(acct, item), counted=True)
+        if acct.spill is not None:
+            while records := acct.spill.pop_many(1024):
+                for rec in records:
+                    self._settle(self._closed_result(acct, RowItem.from_record(rec)), counted=False)
+
+    def _settle(
+        self,
+        result: RowResult,
+        *,
+        acct: _Account | None = None,
+        item: RowItem | None = None,
+        counted: bool = True,
+    ) -> None:
+        """Record a row's one and only outcome and free what it held."""
+        self.summary.record(result)
+        if result.outcome is not Outcome.UPDATED:
+            self.rejected.add(result)
+        if acct is not None and item is not None:
+            lock = item.lock_key
+            acct.busy.discard(lock)
+            waiters = acct.waiting.get(lock)
+            if waiters:
+                acct.queue.appendleft(waiters.popleft())
+                if not waiters:
+                    del acct.waiting[lock]
+                self._activate(acct)
+            if acct.dead is not None:
+                self._drain_closed(acct)
+        if counted:
+            self._in_memory -= 1
+            self._room.set()
+            self._wake()
+        progress = self.progress
+        if progress is not None and progress.due(self.summary.done):
+            progress.maybe_report(self.summary.done, self._counts(), self._extra(), force=True)
+
+    def _counts(self) -> dict[str, int]:
+        counts = Counter(self.summary.outcomes)
+        return {o.value: counts.get(o.value, 0) for o in Outcome} | {
+            k: v for k, v in counts.items() if k not in {o.value for o in Outcome}
+        }
+
+    def _extra(self) -> str:
+        now = self.clock()
+        throttled = sum(1 for a in self._accounts.values() if a.pacer.blocked_until > now)
+        parts = [
+            f"; requests={self.summary.requests_sent:,}",
+            f"429s={self.summary.rate_limited:,}",
+        ]
+        if throttled:
+            parts.append(f"throttled accounts={throttled}")
+        closed = sum(1 for a in self._accounts.values() if a.dead is not None)
+        if closed:
+            parts.append(f"closed accounts={closed}")
+        return ", ".join(parts)

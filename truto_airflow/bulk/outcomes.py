@@ -1,0 +1,200 @@
+"""Row outcomes and the run summary (counts only: memory does not grow with the input)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LatencyHistogram", "Outcome", "RowResult", "SummaryBuilder", "format_outcome_table"]
+
+
+class Outcome(str, enum.Enum):
+    """How a row ended. Every input row gets exactly one."""
+
+    #: Truto accepted the update (2xx), in this try or an earlier try of the same run.
+    UPDATED = "updated"
+    #: Truto (or the network) refused it after the retries the policy allows.
+    FAILED = "failed"
+    #: Rejected before sending: the row itself is malformed or fails validation.
+    INVALID = "invalid"
+
+
+@dataclass(slots=True)
+class RowResult:
+    """The final word on one row; only rejected rows are kept (bounded), never all of them."""
+
+    index: int
+    outcome: Outcome
+    opportunity_id: str | None = None
+    integrated_account_id: str | None = None
+    status_code: int | None = None
+    error: str | None = None
+    message: str | None = None
+    error_insight: dict[str, Any] | None = None
+    is_remote_error: bool | None = None
+    attempts: int = 0
+    line: int | None = None
+    #: True when the row was never sent because its account was already known to be dead.
+    not_sent: bool = False
+    #: Already applied in an earlier try of this run (skipped via the ledger).
+    already_applied: bool = False
+    #: The validated body; written to the rejected-rows file, never to XCom or the log.
+    body: Any = None
+
+    def to_dict(self, *, with_body: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "row": self.index,
+            "outcome": self.outcome.value,
+            "id": self.opportunity_id,
+            "integrated_account_id": self.integrated_account_id,
+            "status_code": self.status_code,
+            "error": self.error,
+            "message": self.message,
+        }
+        if self.line is not None:
+            data["line"] = self.line
+        if self.error_insight:
+            data["error_insight"] = self.error_insight
+        if self.is_remote_error is not None:
+            data["is_remote_error"] = self.is_remote_error
+        if self.attempts:
+            data["attempts"] = self.attempts
+        if self.not_sent:
+            data["not_sent"] = True
+        if with_body and self.body is not None:
+            data["body"] = self.body
+        return data
+
+
+class LatencyHistogram:
+    """Log-scale buckets (2 % wide): constant memory, percentiles within about 1 %."""
+
+    _BASE = math.log(1.02)
+
+    def __init__(self) -> None:
+        self._buckets: Counter[int] = Counter()
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        ms = max(seconds * 1000.0, 0.001)
+        self._buckets[int(math.log(ms) / self._BASE)] += 1
+        self.count += 1
+
+    def percentile(self, q: float) -> float | None:
+        """The ``q``-th percentile (0-100) in milliseconds, or ``None`` with no samples."""
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(self.count * q / 100.0))
+        seen = 0
+        for bucket in sorted(self._buckets):
+            seen += self._buckets[bucket]
+            if seen >= rank:
+                return round(math.exp((bucket + 0.5) * self._BASE), 2)
+        return None  # pragma: no cover - unreachable
+
+
+@dataclass
+class SummaryBuilder:
+    """Accumulates counts while rows finish; ``build()`` turns them into the XCom summary."""
+
+    total_rows: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    #: Final status code per row (``"none"`` for rows that never got an HTTP answer).
+    status_codes: Counter[str] = field(default_factory=Counter)
+    #: Every HTTP answer, retries included.
+    responses: Counter[str] = field(default_factory=Counter)
+    requests_sent: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    network_errors: int = 0
+    already_applied: int = 0
+    not_sent: int = 0
+    accounts: dict[str, Counter[str]] = field(default_factory=dict)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def record(self, result: RowResult) -> None:
+        self.total_rows += 1
+        self.outcomes[result.outcome.value] += 1
+        code = "none" if result.status_code is None else str(result.status_code)
+        if result.outcome is not Outcome.INVALID and not result.already_applied:
+            self.status_codes[code] += 1
+        if result.already_applied:
+            self.already_applied += 1
+        if result.not_sent:
+            self.not_sent += 1
+        account = result.integrated_account_id or "(none)"
+        if account not in self.accounts and len(self.accounts) >= 1000:
+            account = "(other)"
+        self.accounts.setdefault(account, Counter())[result.outcome.value] += 1
+
+    def request_done(self, status: int | None, seconds: float) -> None:
+        self.requests_sent += 1
+        self.latency.add(seconds)
+        if status is None:
+            self.network_errors += 1
+        else:
+            self.responses[str(status)] += 1
+            if status == 429:
+                self.rate_limited += 1
+
+    @property
+    def done(self) -> int:
+        return self.total_rows
+
+    def build(self, *, duration: float, rejected: dict[str, Any]) -> dict[str, Any]:
+        rate = self.total_rows / duration if duration > 0 else 0.0
+        counts = {o.value: self.outcomes.get(o.value, 0) for o in Outcome}
+        counts.update({k: v for k, v in self.outcomes.items() if k not in counts})
+        return {
+            "rows": self.total_rows,
+            "outcomes": counts,
+            "status_codes": dict(sorted(self.status_codes.items())),
+            "responses": dict(sorted(self.responses.items())),
+            "requests_sent": self.requests_sent,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "network_errors": self.network_errors,
+            "already_applied": self.already_applied,
+            "not_sent": self.not_sent,
+            "duration_s": round(duration, 3),
+            "rows_per_second": round(rate, 1),
+            "latency_ms": {
+                "p50": self.latency.percentile(50),
+                "p99": self.latency.percentile(99),
+            },
+            "accounts": {k: dict(v) for k, v in sorted(self.accounts.items())},
+            "rejected": rejected,
+        }
+
+
+def format_outcome_table(summary: dict[str, Any]) -> str:
+    """A compact, fixed-width table of outcomes per account for the task log."""
+    kinds = list(summary["outcomes"])
+    header = ["integrated_account_id", *kinds, "total"]
+    rows: list[list[str]] = []
+    for account, counts in summary["accounts"].items():
+        values = [int(counts.get(k, 0)) for k in kinds]
+        rows.append([account, *map(str, values), str(sum(values))])
+    totals = [int(summary["outcomes"].get(k, 0)) for k in kinds]
+    rows.append(["all", *map(str, totals), str(sum(totals))])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=False)]
+        return "  ".join([first, *rest])
+
+    rule = "  ".join("-" * w for w in widths)
+    lines = [fmt(header), rule, *(fmt(r) for r in rows[:-1]), rule, fmt(rows[-1])]
+    codes = ", ".join(f"{k}: {v}" for k, v in summary["status_codes"].items()) or "-"
+    lines.append(
+        f"final status codes: {codes}; requests sent: {summary['requests_sent']}, "
+        f"retries: {summary['retries']}, 429s: {summary['rate_limited']}, "
+        f"network errors: {summary['network_errors']}, already applied: "
+        f"{summary['already_applied']}; {summary['rows_per_second']} rows/s in "
+        f"{summary['duration_s']} s"
+    )
+    return "\n".join(lines)

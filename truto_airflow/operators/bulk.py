@@ -1,0 +1,334 @@
+"""``UpdateOpportunitiesOperator``: thousands of opportunity updates in one task.
+
+Same models, validation and hook as the single-row operator; the engine lives in
+:mod:`truto_airflow.bulk`. See docs/bulk.md and docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from truto_airflow.bulk.engine import BulkEngine, BulkSettings
+from truto_airflow.bulk.ledger import (
+    LedgerStore,
+    MemoryLedgerStore,
+    PathLedgerStore,
+    SuccessLedger,
+    TaskStateLedgerStore,
+)
+from truto_airflow.bulk.outcomes import format_outcome_table
+from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
+from truto_airflow.bulk.rejects import RejectedRows
+from truto_airflow.bulk.rows import open_source, resolve_path
+from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.idempotency import context_identity
+from truto_airflow.models.options import ResponseFormat
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["SUMMARY_XCOM_KEY", "UpdateOpportunitiesOperator", "decide_failure"]
+
+#: The summary is also pushed under this key, so it is in XCom even when the task fails.
+SUMMARY_XCOM_KEY = "truto_bulk_summary"
+
+#: Final statuses for which a later task retry may succeed.
+_TRANSIENT = {"none", "429", "500", "502", "504"}
+
+
+def _blank(value: Any) -> Any:
+    if isinstance(value, str) and value.strip() in {"", "None"}:
+        return None
+    return value
+
+
+def _mapping(name: str, value: Any) -> Mapping[str, Any] | None:
+    value = _blank(value)
+    if value is None or isinstance(value, Mapping):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, Mapping):
+            return parsed
+    raise TrutoInputError(f"{name} must be a mapping or a JSON object string, got {value!r}")
+
+
+def _number(name: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any:
+    value = _blank(value)
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise TrutoInputError(f"{name} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise TrutoInputError(f"{name} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def decide_failure(
+    summary: Mapping[str, Any],
+    *,
+    max_failed: int | None,
+    max_failed_ratio: float | None,
+    count_invalid: bool = True,
+) -> str | None:
+    """Why the task should fail (``None`` = it succeeds). Defaults: any rejected row fails it."""
+    outcomes = summary["outcomes"]
+    rejected = int(outcomes.get("failed", 0)) + (
+        int(outcomes.get("invalid", 0)) if count_invalid else 0
+    )
+    rows = int(summary["rows"])
+    what = "failed or invalid" if count_invalid else "failed"
+    if max_failed is None and max_failed_ratio is None:
+        return f"{rejected} of {rows} rows {what}" if rejected else None
+    if max_failed is not None and rejected > max_failed:
+        return f"{rejected} of {rows} rows {what}, more than max_failed={max_failed}"
+    if max_failed_ratio is not None and rows and rejected / rows > max_failed_ratio:
+        return (
+            f"{rejected} of {rows} rows {what} ({rejected / rows:.1%}), more than "
+            f"max_failed_ratio={max_failed_ratio:.1%}"
+        )
+    return None
+
+
+class UpdateOpportunitiesOperator(BaseOperator):
+    """Update many CRM opportunities through Truto, every row accounted for.
+
+    Each row is ``{"id": ..., "body": {...}, "integrated_account_id": ... (optional)}``. Rows are
+    validated like :class:`UpdateOpportunityOperator` input, sent with bounded concurrency on the
+    hook's async client, paced per integrated account from Truto's ``ratelimit-*`` headers and
+    429s, and retried with a per-row Idempotency-Key that is stable across task retries. Each row
+    ends ``updated``, ``failed`` (Truto's status, message and insight) or ``invalid`` (never
+    sent). The XCom return value is a summary of counts; see docs/bulk.md.
+
+    :param updates: the rows: a list (XCom, params, TaskFlow output), a JSON array string, or the
+        path of a JSON Lines file (local, ``file://`` or an ``ObjectStoragePath`` URL such as
+        ``s3://bucket/rows.jsonl``), streamed line by line. (templated)
+    :param integrated_account_id: account for rows that do not name one; defaults to the
+        connection's ``integrated_account_id`` extra. (templated)
+    :param max_concurrency: requests in flight at once (default 32).
+    :param max_concurrency_per_account: optional cap per integrated account.
+    :param max_failed: the task fails when more rows than this are rejected (failed, plus
+        invalid unless ``count_invalid_as_failed=False``). (templated)
+    :param max_failed_ratio: ... or when more than this fraction of rows is rejected. With
+        neither set, any rejected row fails the task (after every row was attempted). (templated)
+    :param rejected_rows_path: where to write every rejected row (JSON Lines, with bodies):
+        a local path or ``ObjectStoragePath`` URL. Up to ``inline_rejected`` rows also go to the
+        summary itself. (templated)
+    :param checkpoint_path: a directory (local or ``ObjectStoragePath``) for the success ledger
+        when Airflow's ``task_state_store`` is not available. (templated)
+    :param resend_applied: ignore the ledger and send rows an earlier try already applied.
+    :param progress_every_rows: / ``progress_every_seconds``: progress log cadence.
+    :param response_format: / ``ignore_remote_data`` / ``exclude_fields`` / ``remote_query``:
+        Truto query options, as on the single-row operator. (templated)
+    :param planners: per-row plan steps run before sending (see :mod:`truto_airflow.bulk.plan`).
+    :param hook_params: extra keyword arguments for :class:`TrutoHook`.
+    """
+
+    template_fields: Sequence[str] = (
+        "updates",
+        "integrated_account_id",
+        "max_failed",
+        "max_failed_ratio",
+        "rejected_rows_path",
+        "checkpoint_path",
+        "response_format",
+        "ignore_remote_data",
+        "exclude_fields",
+        "remote_query",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"updates": "json"}
+    template_ext: Sequence[str] = ()
+    ui_color = "#d6ecfa"
+
+    def __init__(
+        self,
+        *,
+        updates: Any,
+        integrated_account_id: Any = None,
+        truto_conn_id: str = TrutoHook.default_conn_name,
+        max_concurrency: int = 32,
+        max_concurrency_per_account: int | None = None,
+        max_failed: Any = None,
+        max_failed_ratio: Any = None,
+        count_invalid_as_failed: bool = True,
+        rejected_rows_path: Any = None,
+        inline_rejected: int = 20,
+        checkpoint_path: Any = None,
+        resend_applied: bool = False,
+        progress_every_rows: int | None = 1000,
+        progress_every_seconds: float | None = 30.0,
+        response_format: Any = None,
+        ignore_remote_data: Any = None,
+        exclude_fields: Any = None,
+        remote_query: Any = None,
+        max_throttle_seconds: float = 300.0,
+        planners: Sequence[RowPlanner] = (),
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_concurrency < 1:
+            raise TrutoInputError("max_concurrency must be >= 1")
+        self.updates = updates
+        self.integrated_account_id = integrated_account_id
+        self.truto_conn_id = truto_conn_id
+        self.max_concurrency = max_concurrency
+        self.max_concurrency_per_account = max_concurrency_per_account
+        self.max_failed = max_failed
+        self.max_failed_ratio = max_failed_ratio
+        self.count_invalid_as_failed = count_invalid_as_failed
+        self.rejected_rows_path = rejected_rows_path
+        self.inline_rejected = inline_rejected
+        self.checkpoint_path = checkpoint_path
+        self.resend_applied = resend_applied
+        self.progress_every_rows = progress_every_rows
+        self.progress_every_seconds = progress_every_seconds
+        self.response_format = response_format
+        self.ignore_remote_data = ignore_remote_data
+        self.exclude_fields = exclude_fields
+        self.remote_query = remote_query
+        self.max_throttle_seconds = max_throttle_seconds
+        self.planners = list(planners)
+        self.hook_params = dict(hook_params or {})
+
+    @cached_property
+    def hook(self) -> TrutoHook:
+        return TrutoHook(truto_conn_id=self.truto_conn_id, **self.hook_params)
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _identity(self, context: Mapping[str, Any]) -> RunIdentity:
+        if context.get("ti") is not None or context.get("task_instance") is not None:
+            return RunIdentity(*context_identity(context))
+        return RunIdentity(self.dag_id, self.task_id, str(context.get("run_id") or "manual"))
+
+    def _ledger_store(self, context: Mapping[str, Any], identity: RunIdentity) -> LedgerStore:
+        path = _blank(self.checkpoint_path)
+        if path is not None:
+            base = resolve_path(path)
+            return PathLedgerStore(
+                base
+                / identity.dag_id
+                / identity.run_id.replace("/", "_")
+                / f"{identity.task_id}.{-1 if identity.map_index is None else identity.map_index}"
+            )
+        accessor = context.get("task_state_store")
+        if accessor is not None:
+            return TaskStateLedgerStore(accessor)
+        self.log.info(
+            "No task_state_store in this context and no checkpoint_path: rows applied by this "
+            "try are not remembered across tries (Idempotency-Keys still make resends replays)"
+        )
+        return MemoryLedgerStore()
+
+    def _preparer(self, identity: RunIdentity) -> RowPreparer:
+        fmt = _blank(self.response_format)
+        return RowPreparer(
+            hook=self.hook,
+            identity=identity,
+            integrated_account_id=_blank(self.integrated_account_id),
+            response_format=ResponseFormat.parse(fmt).value if fmt is not None else None,
+            ignore_remote_data=_blank(self.ignore_remote_data),
+            exclude_fields=_blank(self.exclude_fields),
+            remote_query=_mapping("remote_query", self.remote_query),
+        )
+
+    # -- execute ----------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        max_failed = _number("max_failed", self.max_failed)
+        ratio = _number("max_failed_ratio", self.max_failed_ratio, kind=float)
+        if ratio is not None and ratio > 1:
+            raise TrutoInputError(f"max_failed_ratio must be between 0 and 1, got {ratio}")
+        identity = self._identity(context)
+        source = open_source(self.updates)
+        preparer = self._preparer(identity)
+        ledger = SuccessLedger(self._ledger_store(context, identity))
+        if not self.resend_applied:
+            known = ledger.load()
+            if known:
+                self.log.info(
+                    "Ledger (%s): %d rows were applied by an earlier try of this run; they "
+                    "are skipped",
+                    ledger.store.description,
+                    known,
+                )
+        settings = BulkSettings(
+            max_concurrency=self.max_concurrency,
+            max_concurrency_per_account=self.max_concurrency_per_account,
+            max_throttle_seconds=self.max_throttle_seconds,
+            progress_every_rows=self.progress_every_rows,
+            progress_every_seconds=self.progress_every_seconds,
+            inline_rejected=self.inline_rejected,
+        )
+        rejected = RejectedRows(
+            destination=_blank(self.rejected_rows_path), inline_limit=self.inline_rejected
+        )
+        engine = BulkEngine(
+            self.hook,
+            preparer,
+            settings=settings,
+            ledger=ledger,
+            rejected=rejected,
+            planners=self.planners,
+            logger=self.log,
+        )
+        self.log.info(
+            "Bulk update of %s with max_concurrency=%d (ledger: %s)",
+            source.description,
+            self.max_concurrency,
+            ledger.store.description,
+        )
+        summary = asyncio.run(self._run(engine, source))
+        self.log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
+        if summary["rejected"]["location"]:
+            self.log.info("Rejected rows written to %s", summary["rejected"]["location"])
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+        reason = decide_failure(
+            summary,
+            max_failed=max_failed,
+            max_failed_ratio=ratio,
+            count_invalid=self.count_invalid_as_failed,
+        )
+        if reason is not None:
+            transient = any(n and code in _TRANSIENT for code, n in summary["status_codes"].items())
+            message = (
+                f"Bulk update rejected rows: {reason}. Every row was attempted; see the outcome "
+                f"table above and XCom {SUMMARY_XCOM_KEY!r}"
+            )
+            if transient:
+                raise AirflowException(
+                    f"{message}. Some failures were transient (429/5xx/network): a task retry "
+                    "sends only rows not applied yet"
+                )
+            raise AirflowFailException(
+                f"{message}. No failure was transient, so a retry could not help; fix the rows "
+                "(or the account) and re-run"
+            )
+        return summary
+
+    async def _run(self, engine: BulkEngine, source: Any) -> dict[str, Any]:
+        try:
+            return await engine.run(source)
+        finally:
+            await self.hook.aclose()
+
+    def on_kill(self) -> None:
+        hook = self.__dict__.get("hook")
+        if hook is not None:
+            hook.close()
