@@ -415,3 +415,8 @@ class UpdateOpportunityOperator(BaseOperator):
         if isinstance(target, ObjectStoragePath):
             return target
         return ObjectStoragePath(str(target))
+
+
+from truto_airflow.operators.bulk import UpdateOpportunitiesOperator  # noqa: E402
+
+__all__ += ["UpdateOpportunitiesOperator"]
