@@ -113,7 +113,7 @@ def main() -> int:
         from airflow.utils import db
 
         db.initdb()
-        bag = DagBag(dag_folder=str(ROOT / "dags_examples"), include_examples=False)
+        bag = DagBag(dag_folder=str(ROOT / "dags_examples"))
         if bag.import_errors:
             for path, err in bag.import_errors.items():
                 print(f"import error in {path}:\n{err}", file=sys.stderr)
