@@ -274,13 +274,22 @@ async def test_stream_format_sends_several_chunks(
     app_and_state: tuple[Any, EmulatorState], accounts: dict[str, str]
 ) -> None:
     app, _ = app_and_state
+    path = f"{OPP}/opp-hubspot-0001"
+    query = f"integrated_account_id={accounts['hubspot']}&truto_response_format=stream"
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": f"{OPP}/opp-hubspot-0001", "raw_path": f"{OPP}/opp-hubspot-0001".encode(),
-        "query_string": f"integrated_account_id={accounts['hubspot']}&truto_response_format=stream".encode(),
-        "headers": [(b"authorization", b"Bearer emu-test-token")], "root_path": "",
-        "server": ("test", 80), "client": ("test", 1),
-    }  # fmt: skip
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "headers": [(b"authorization", b"Bearer emu-test-token")],
+        "root_path": "",
+        "server": ("test", 80),
+        "client": ("test", 1),
+    }
     sent: list[dict[str, Any]] = []
 
     requested = False
