@@ -116,6 +116,7 @@ class Call:
     replay: bool = False
     fault: str | None = None
     rate: RateVerdict | None = None
+    generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ class Emulator:
         *,
         unified: bool,
     ) -> Response:
-        call = Call(request)
+        call = Call(request, generation=self.state.generation)
         try:
             self._authorised(request)
             try:
@@ -305,10 +306,9 @@ class Emulator:
             response = json_response(exc.status, exc.body, exc.headers)
         if unified and call.rate is not None:
             response.headers.update(call.rate.headers())
-        if isinstance(response, DroppingResponse):
-            self._log(call, 0)
-        else:
-            self._log(call, response.status_code)
+        if call.generation != self.state.generation:
+            return response  # started before a reset(): keep it out of the fresh log
+        self._log(call, 0 if isinstance(response, DroppingResponse) else response.status_code)
         return response
 
     def _account(self, call: Call) -> SeedAccount:
@@ -449,7 +449,8 @@ class Emulator:
             response = self._apply(call, account, opts, fate)
         except ApiError as exc:
             response = json_response(exc.status, exc.body, exc.headers)
-        if scope is not None and response.status_code < 500 and response.status_code != 429:
+        cacheable = response.status_code < 500 and response.status_code != 429
+        if scope is not None and cacheable and not isinstance(response, DroppingResponse):
             body = bytes(response.body) if not isinstance(response, StreamingResponse) else None
             if body is not None or opts.fmt == "stream":
                 record = account.opportunities.get(call.opportunity_id or "")
@@ -464,6 +465,8 @@ class Emulator:
         return response
 
     def _apply(self, call: Call, account: SeedAccount, opts: Options, fate: Fate) -> Response:
+        if call.generation != self.state.generation:
+            raise ApiError(503, "The emulator was reset while this request was in flight.")
         if account.is_sandbox:
             raise ApiError(405, "Sandbox integrated accounts do not allow write operations.")
         record = self._find(account, call)

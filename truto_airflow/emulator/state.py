@@ -52,12 +52,18 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig) -> None:
         self.initial_config = config
         self.config = config
+        self.generation = 0
         self.limiter = RateLimiter()
         self.faults = FaultInjector(config.seed)
         self.reset()
 
     def reset(self) -> None:
-        """Restore seed data and startup knobs; forget requests, keys and rate windows."""
+        """Restore seed data and startup knobs; forget requests, keys and rate windows.
+
+        Requests still in flight (a slow response a client gave up on) belong to the old
+        generation: they neither apply nor get logged afterwards.
+        """
+        self.generation = getattr(self, "generation", 0) + 1
         self.config = self.initial_config
         seed = build_seed(self.config.seed, self.config.opportunities)
         self.accounts: dict[str, SeedAccount] = seed.accounts

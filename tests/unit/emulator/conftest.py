@@ -38,5 +38,5 @@ def accounts(state: EmulatorState) -> dict[str, str]:
 
 @pytest.fixture
 def client(app_and_state: tuple[object, EmulatorState]) -> Iterator[TestClient]:
-    with TestClient(app_and_state[0], headers=AUTH, raise_server_exceptions=True) as c:  # type: ignore[arg-type]
+    with TestClient(app_and_state[0], headers=dict(AUTH), raise_server_exceptions=True) as c:  # type: ignore[arg-type]
         yield c
