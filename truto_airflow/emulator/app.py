@@ -474,7 +474,9 @@ class Emulator:
         if fate.drop == "before":
             call.fault = "drop_before"
             return _drop(b'{"id":"' + (call.opportunity_id or "").encode() + b'"}')
-        apply_update(account.integration, record, call.body, self.state.now())
+        apply_update(
+            account.integration, record, call.body, self.state.now(), stages=account.stages
+        )
         call.applied = True
         self.state.apply_counts[(account.id, record["id"])] += 1
         return _render(self.state, account, record, opts, 200)

@@ -10,7 +10,11 @@ Rules, all from the docs' support table (``truto_airflow.capabilities``):
   otherwise the *CRM* rejects it, so it is a 422 remote error;
 * fields the integration does not support are silently dropped (the CRM ignores them);
   integrations without a table (Salesforce, Zoho CRM) apply every field;
-* ``remote_data`` is merged into the record's passthrough data for every integration.
+* ``remote_data`` is merged into the record's passthrough data for every integration;
+* ``custom_fields`` are set key by key (each custom field is its own CRM property, so keys that
+  are not sent keep their values; ``null`` clears one);
+* a ``stage`` given by id gets its name from the account's pipeline (and the other way round), as
+  the CRM would report it on the next read.
 """
 
 from __future__ import annotations
@@ -102,8 +106,21 @@ def validate_update(integration: str, body: Any) -> None:
         raise ApiError(422, message, remote=True, raw_response=raw_error(integration, 422, message))
 
 
+def _resolve_stage(value: dict[str, Any], stages: list[dict[str, Any]]) -> dict[str, Any]:
+    for stage in stages:
+        if value.get("id") is not None and stage.get("id") == value["id"]:
+            return {"id": stage["id"], "name": stage.get("name")}
+        if value.get("id") is None and stage.get("name") == value.get("name"):
+            return {"id": stage["id"], "name": stage.get("name")}
+    return dict(value)
+
+
 def apply_update(
-    integration: str, record: dict[str, Any], body: dict[str, Any], now: str
+    integration: str,
+    record: dict[str, Any],
+    body: dict[str, Any],
+    now: str,
+    stages: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Apply the supported fields of ``body`` to ``record`` in place; return the applied names."""
     caps = load_opportunity_capabilities()
@@ -114,6 +131,11 @@ def apply_update(
             continue
         if name == "remote_data":
             record["remote_data"] = {**record.get("remote_data", {}), **(value or {})}
+        elif name == "custom_fields" and value is not None:
+            merged = {**(record.get("custom_fields") or {}), **value}
+            record["custom_fields"] = {k: v for k, v in merged.items() if v is not None}
+        elif name == "stage" and isinstance(value, dict):
+            record["stage"] = _resolve_stage(value, stages or [])
         elif value is None:
             record.pop(name, None)
         else:

@@ -223,6 +223,26 @@ def test_remote_data_is_merged(
     assert response.json()["remote_data"]["properties"]["dealname"]  # vendor data stays
 
 
+def test_custom_fields_are_set_key_by_key(client: TestClient, accounts: dict[str, str]) -> None:
+    url = f"{OPP}/opp-hubspot-0001"
+    client.patch(url, params=_q(accounts), json={"custom_fields": {"a": 1, "b": 2}})
+    response = client.patch(url, params=_q(accounts), json={"custom_fields": {"b": None, "c": 3}})
+    fields = response.json()["custom_fields"]
+    assert fields["a"] == 1  # not sent: kept
+    assert "b" not in fields  # null: cleared
+    assert fields["c"] == 3
+
+
+def test_stage_by_id_reports_its_name(client: TestClient, accounts: dict[str, str]) -> None:
+    url = f"{OPP}/opp-hubspot-0001"
+    by_id = client.patch(url, params=_q(accounts), json={"stage": {"id": "stage-hubspot-2"}})
+    assert by_id.json()["stage"]["id"] == "stage-hubspot-2"
+    assert by_id.json()["stage"]["name"]
+    name = by_id.json()["stage"]["name"]
+    by_name = client.patch(url, params=_q(accounts), json={"stage": {"name": name}})
+    assert by_name.json()["stage"] == {"id": "stage-hubspot-2", "name": name}
+
+
 def test_updated_at_moves_on_every_applied_write(
     client: TestClient, accounts: dict[str, str]
 ) -> None:
