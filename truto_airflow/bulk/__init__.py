@@ -12,6 +12,7 @@ from __future__ import annotations
 from truto_airflow.bulk.engine import BulkEngine, BulkSettings
 from truto_airflow.bulk.ledger import (
     MemoryLedgerStore,
+    NullLedgerStore,
     PathLedgerStore,
     SuccessLedger,
     TaskStateLedgerStore,
@@ -28,6 +29,7 @@ __all__ = [
     "BulkEngine",
     "BulkSettings",
     "MemoryLedgerStore",
+    "NullLedgerStore",
     "Outcome",
     "PathLedgerStore",
     "PlanDecision",

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.ledger import NullLedgerStore, SuccessLedger
 from truto_airflow.bulk.outcomes import Outcome, RowResult, SummaryBuilder
 from truto_airflow.bulk.pacer import AccountPacer
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer
@@ -128,7 +128,7 @@ class BulkEngine:
         self.hook = hook
         self.preparer = preparer
         self.settings = settings or BulkSettings()
-        self.ledger = ledger or SuccessLedger(MemoryLedgerStore())
+        self.ledger = ledger or SuccessLedger(NullLedgerStore())
         self.rejected = rejected or RejectedRows(inline_limit=self.settings.inline_rejected)
         self.planners = list(planners)
         self.log = logger or log

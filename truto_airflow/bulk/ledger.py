@@ -25,6 +25,7 @@ from typing import Any, Protocol
 __all__ = [
     "LedgerStore",
     "MemoryLedgerStore",
+    "NullLedgerStore",
     "PathLedgerStore",
     "SuccessLedger",
     "TaskStateLedgerStore",
@@ -73,6 +74,22 @@ class MemoryLedgerStore:
 
     def clear(self) -> None:
         self.chunks.clear()
+
+
+class NullLedgerStore:
+    """Remembers nothing: no store survives this process, so holding entries would only cost
+    memory that grows with the input."""
+
+    description = "none (not kept across tries)"
+
+    def load(self) -> list[str]:
+        return []
+
+    def append(self, index: int, chunk: str) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
 
 
 class TaskStateLedgerStore:

@@ -836,12 +836,24 @@ class TrutoHook(BaseHook):
         typed Truto error with :meth:`api_error`.
         """
         client = self.get_async_conn()
+        # One absolute URL (merging base URL and params would parse it three times, a
+        # measurable share of the CPU per row at bulk rates); same bytes on the wire as
+        # ``client.request(method, path, params=request.query)``.
+        url = f"{str(client.base_url).rstrip('/')}{request.path}"
+        query = str(request.query)
+        if query:
+            url = f"{url}?{query}"
+        send_raw = getattr(self._async_transport, "send_raw", None)
+        if send_raw is not None:
+            # A transport with a raw fast path (truto_airflow.bulk.transport): same client
+            # headers, timeout and no-redirect policy, without per-request model merging.
+            headers = [*client.headers.items(), *request.headers.items()]
+            response: httpx2.Response = await send_raw(
+                request.method, url, headers, request.content, timeout=self.settings.timeout
+            )
+            return response
         return await client.request(
-            request.method,
-            request.path,
-            params=request.query,
-            content=request.content,
-            headers=request.headers,
+            request.method, url, content=request.content, headers=request.headers
         )
 
     def api_error(

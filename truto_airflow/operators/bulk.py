@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from truto_airflow.bulk.engine import BulkEngine, BulkSettings
 from truto_airflow.bulk.ledger import (
     LedgerStore,
-    MemoryLedgerStore,
+    NullLedgerStore,
     PathLedgerStore,
     SuccessLedger,
     TaskStateLedgerStore,
@@ -27,6 +27,7 @@ from truto_airflow.bulk.outcomes import format_outcome_table
 from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import open_source, resolve_path
+from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
@@ -75,6 +76,16 @@ def _number(name: str, value: Any, *, kind: type = int, minimum: float = 0) -> A
     if number < minimum:
         raise TrutoInputError(f"{name} must be >= {minimum}, got {value!r}")
     return number
+
+
+def _run_loop(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run the engine on uvloop when it is installed (less CPU per request), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: dict[str, Any] = uvloop.run(coro)
+    return result
 
 
 def decide_failure(
@@ -135,6 +146,9 @@ class UpdateOpportunitiesOperator(BaseOperator):
         Truto query options, as on the single-row operator. (templated)
     :param planners: per-row plan steps run before sending (see :mod:`truto_airflow.bulk.plan`).
     :param hook_params: extra keyword arguments for :class:`TrutoHook`.
+    :param http_transport: the wire under the hook's ``httpx2.AsyncClient``: ``"auto"``
+        (aiohttp's pool when installed, about 4x less CPU per request; see
+        :mod:`truto_airflow.bulk.transport`), ``"aiohttp"`` or ``"httpx"`` (httpx2's own).
     """
 
     template_fields: Sequence[str] = (
@@ -177,9 +191,13 @@ class UpdateOpportunitiesOperator(BaseOperator):
         max_throttle_seconds: float = 300.0,
         planners: Sequence[RowPlanner] = (),
         hook_params: Mapping[str, Any] | None = None,
+        http_transport: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if http_transport not in {"auto", "aiohttp", "httpx"}:
+            raise TrutoInputError("http_transport must be 'auto', 'aiohttp' or 'httpx'")
+        self.http_transport = http_transport
         if max_concurrency < 1:
             raise TrutoInputError("max_concurrency must be >= 1")
         self.updates = updates
@@ -206,7 +224,16 @@ class UpdateOpportunitiesOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> TrutoHook:
-        return TrutoHook(truto_conn_id=self.truto_conn_id, **self.hook_params)
+        params = dict(self.hook_params)
+        if (
+            self.http_transport != "httpx"
+            and "async_transport" not in params
+            and aiohttp_available()
+        ):
+            params["async_transport"] = AiohttpTransport(max_connections=self.max_concurrency)
+        elif self.http_transport == "aiohttp" and not aiohttp_available():
+            raise TrutoInputError("http_transport='aiohttp' needs the aiohttp package")
+        return TrutoHook(truto_conn_id=self.truto_conn_id, **params)
 
     # -- pieces -----------------------------------------------------------------------------
 
@@ -232,7 +259,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
             "No task_state_store in this context and no checkpoint_path: rows applied by this "
             "try are not remembered across tries (Idempotency-Keys still make resends replays)"
         )
-        return MemoryLedgerStore()
+        return NullLedgerStore()
 
     def _preparer(self, identity: RunIdentity) -> RowPreparer:
         fmt = _blank(self.response_format)
@@ -292,7 +319,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
             self.max_concurrency,
             ledger.store.description,
         )
-        summary = asyncio.run(self._run(engine, source))
+        summary = _run_loop(self._run(engine, source))
         self.log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
         if summary["rejected"]["location"]:
             self.log.info("Rejected rows written to %s", summary["rejected"]["location"])

@@ -1,0 +1,1 @@
+"""Benchmarks for the bulk operator (``make bench``; not part of ``make test``)."""

@@ -1,0 +1,152 @@
+"""Baseline clients measured against the same emulator: (b) sequential httpx2, (c) the Truto
+Python SDK's pattern, (f) the client ceiling (bare aiohttp, one shared connector).
+
+truto-python-sdk needs Python >= 3.12 and this environment runs 3.11, so (c) is a faithful
+equivalent of its ``UnifiedApi.update``: a new ``aiohttp.ClientSession`` per call, the query
+string built by hand, ``raise_for_status()`` before reading the body, no retries, no timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import httpx2
+
+
+@dataclass
+class Measured:
+    rows: int
+    seconds: float
+    latencies: list[float]
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            if not lat:
+                return None
+            return round(1000 * lat[min(len(lat) - 1, int(q / 100 * len(lat)))], 2)
+
+        return {
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows / self.seconds, 1) if self.seconds else 0.0,
+            "p50_ms": pct(50),
+            "p99_ms": pct(99),
+            "mean_ms": round(1000 * statistics.fmean(lat), 2) if lat else None,
+            "errors": self.errors,
+        }
+
+
+def _url(base: str, account: str, opp: str) -> str:
+    return f"{base}/unified/crm/opportunities/{quote(opp, safe='')}?integrated_account_id={account}"
+
+
+def sequential_httpx2(
+    base: str, token: str, account: str, ids: Sequence[str], body: dict[str, Any]
+) -> Measured:
+    """(b) What a plain script does: one pooled client, one PATCH after another."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    errors = 0
+    with httpx2.Client(headers=headers, timeout=30.0) as client:
+        started = time.perf_counter()
+        for opp in ids:
+            t0 = time.perf_counter()
+            response = client.patch(_url(base, account, opp), content=json.dumps(body))
+            latencies.append(time.perf_counter() - t0)
+            errors += response.status_code != 200
+        return Measured(len(ids), time.perf_counter() - started, latencies, errors)
+
+
+async def _sdk_update(base: str, token: str, account: str, opp: str, data: Any) -> Any:
+    # truto_api.py: a session per request; raise_for_status() drops the JSON error body.
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+    url = f"{base}/unified/crm/opportunities/{opp}?integrated_account_id={account}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(url, headers=headers, json=data) as response,
+    ):
+        response.raise_for_status()
+        return await response.json()
+
+
+def sdk_pattern(
+    base: str,
+    token: str,
+    account: str,
+    ids: Sequence[str],
+    body: dict[str, Any],
+    concurrency: int,
+) -> Measured:
+    """(c) The SDK's ``unified_api.update`` per row, ``concurrency`` at a time (gather)."""
+
+    async def main() -> Measured:
+        sem = asyncio.Semaphore(concurrency)
+        latencies: list[float] = []
+        errors = 0
+
+        async def one(opp: str) -> None:
+            nonlocal errors
+            async with sem:
+                t0 = time.perf_counter()
+                try:
+                    await _sdk_update(base, token, account, opp, body)
+                except aiohttp.ClientError:
+                    errors += 1
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(o) for o in ids))
+        return Measured(len(ids), time.perf_counter() - started, latencies, errors)
+
+    return asyncio.run(main())
+
+
+def aiohttp_ceiling(
+    base: str,
+    token: str,
+    account: str,
+    ids: Sequence[str],
+    body: dict[str, Any],
+    concurrency: int,
+) -> Measured:
+    """(f) Bare aiohttp, one shared connector, nothing done per row but the request."""
+    urls = [_url(base, account, o) for o in ids]
+    payload = json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def main() -> Measured:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        latencies: list[float] = []
+        errors = 0
+        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+            queue = iter(urls)
+
+            async def worker() -> None:
+                nonlocal errors
+                for url in queue:
+                    t0 = time.perf_counter()
+                    async with session.patch(url, data=payload) as response:
+                        await response.read()
+                        errors += response.status != 200
+                    latencies.append(time.perf_counter() - t0)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return Measured(len(urls), time.perf_counter() - started, latencies, errors)
+
+    return asyncio.run(main())

@@ -1,0 +1,147 @@
+"""An ``httpx2`` async transport on aiohttp's connection pool, for the bulk path.
+
+The bulk engine still talks through the hook's :class:`httpx2.AsyncClient` (same base URL,
+headers, token, timeouts, redirect policy, errors); only the wire underneath changes. Measured
+against the emulator, httpx2's own pool (httpcore2 on anyio) costs about 0.8 ms of CPU per request
+on this class of machine and aiohttp's about 0.2 ms, which decides the throughput of a CPU-bound
+worker at high concurrency. aiohttp ships with Airflow's http provider; without it the hook's
+default transport is used.
+
+Failures are raised as the matching ``httpx2`` exceptions, so the retry policy is unchanged.
+Redirects are never followed here (the client does not follow them either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from typing import Any
+
+import httpx2
+
+__all__ = ["AiohttpTransport", "aiohttp_available"]
+
+
+def aiohttp_available() -> bool:
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """One aiohttp session (created lazily on the running loop) behind an httpx2 client."""
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        self.max_connections = max_connections
+        self._session: Any = None
+
+    def _ensure_session(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,  # httpx2 decodes content-encoding itself
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    @staticmethod
+    def _timeout(request: httpx2.Request) -> Any:
+        import aiohttp
+
+        timeouts = request.extensions.get("timeout") or {}
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=timeouts.get("pool"),
+            sock_connect=timeouts.get("connect"),
+            sock_read=timeouts.get("read"),
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        import aiohttp
+
+        session = self._ensure_session()
+        body = await request.aread()
+        try:
+            async with session.request(
+                request.method,
+                str(request.url),
+                headers=list(request.headers.multi_items()),
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+            ) as response:
+                content = await response.read()
+                return httpx2.Response(
+                    response.status,
+                    headers=list(response.headers.items()),
+                    content=content,
+                    request=request,
+                )
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise self._translate(exc, request) from exc
+
+    async def send_raw(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        content: bytes | None,
+        *,
+        timeout: float,
+    ) -> httpx2.Response:
+        """The bulk fast path: one request from ready-made parts, skipping httpx2's per-request
+        URL/header merging (the hook passes the client's own base URL and default headers)."""
+        import aiohttp
+
+        session = self._ensure_session()
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                timeout=self._raw_timeout(timeout),
+            ) as response:
+                body = await response.read()
+                return httpx2.Response(
+                    response.status, headers=list(response.headers.items()), content=body
+                )
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            request = httpx2.Request(method, url)
+            raise self._translate(exc, request) from exc
+
+    def _raw_timeout(self, seconds: float) -> Any:
+        import aiohttp
+
+        cached = getattr(self, "_timeout_cache", None)
+        if cached is None or cached[0] != seconds:
+            cached = (
+                seconds,
+                aiohttp.ClientTimeout(
+                    total=None, sock_connect=min(10.0, seconds), sock_read=seconds
+                ),
+            )
+            self._timeout_cache = cached
+        return cached[1]
+
+    @staticmethod
+    def _translate(exc: BaseException, request: httpx2.Request) -> httpx2.TransportError:
+        import aiohttp
+
+        if isinstance(exc, asyncio.TimeoutError):
+            return httpx2.ReadTimeout(str(exc) or "timed out", request=request)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return httpx2.ConnectError(str(exc), request=request)
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return httpx2.RemoteProtocolError(str(exc) or "server disconnected", request=request)
+        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientOSError)):
+            return httpx2.ReadError(str(exc), request=request)
+        return httpx2.NetworkError(str(exc), request=request)
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
