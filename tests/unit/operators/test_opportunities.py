@@ -44,14 +44,26 @@ OPP_RESPONSE = {
 }
 
 
+ACCOUNT_RESPONSE = {"id": ACCOUNT_ID, "integration": {"name": "hubspot"}, "status": "active"}
+
+
 class Recorder:
-    """A MockTransport handler that records requests and answers from a script."""
+    """A MockTransport handler that records requests and answers from a script.
+
+    The operator's preflight looks the integrated account up first (``GET /integrated-account``);
+    those lookups are answered with a HubSpot account and kept apart in :attr:`lookups`, so
+    :attr:`requests` holds the opportunity calls only.
+    """
 
     def __init__(self, *responses: httpx2.Response | Exception) -> None:
         self.responses = list(responses) or [httpx2.Response(200, json=OPP_RESPONSE)]
         self.requests: list[httpx2.Request] = []
+        self.lookups: list[httpx2.Request] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.startswith("/integrated-account"):
+            self.lookups.append(request)
+            return httpx2.Response(200, json=ACCOUNT_RESPONSE)
         self.requests.append(request)
         item = self.responses[min(len(self.requests), len(self.responses)) - 1]
         if isinstance(item, Exception):
@@ -128,7 +140,8 @@ def _conn(truto_conn: str) -> Iterator[None]:
 
 
 def test_template_fields_and_renderers() -> None:
-    assert UpdateOpportunityOperator.template_fields == (
+    # The documented fields come first; later features may add more after them.
+    assert tuple(UpdateOpportunityOperator.template_fields)[:9] == (
         "opportunity_id",
         "body",
         "integrated_account_id",
@@ -286,10 +299,10 @@ def test_tojson_string(native: bool) -> None:
 def test_python_dict_repr_string_pitfall_is_parsed() -> None:
     rec = Recorder()
     op = make_op(rec, native=False, body="{{ params.body }}")
-    run(op, params={"body": {"amount": 7, "status": "OPEN", "description": None}})
+    run(op, params={"body": {"amount": 7, "name": "N", "description": None}})
     assert isinstance(op.body, str)
     assert op.body.startswith("{'")  # the default rendering gave a Python repr...
-    assert rec.last_json == {"amount": 7, "status": "OPEN", "description": None}  # ...handled
+    assert rec.last_json == {"amount": 7, "name": "N", "description": None}  # ...handled
 
 
 def test_string_that_is_not_an_object_fails_with_the_fix_and_sends_nothing() -> None:
@@ -380,6 +393,7 @@ def test_invalid_input_fails_fast_without_request(kwargs: dict[str, Any], match:
         run(make_op(rec, **kwargs))
     assert isinstance(info.value, AirflowFailException)
     assert rec.requests == []
+    assert rec.lookups == []  # not even the preflight's account lookup
 
 
 def test_missing_token_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -569,6 +583,8 @@ def test_token_never_leaks(capsys: pytest.CaptureFixture[str]) -> None:
 
 def _stream_response(payload: bytes) -> Callable[[httpx2.Request], httpx2.Response]:
     def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.startswith("/integrated-account"):
+            return httpx2.Response(200, json=ACCOUNT_RESPONSE)
         chunks = [payload[i : i + 1000] for i in range(0, len(payload), 1000)]
         return httpx2.Response(200, content=iter(chunks), headers={"content-type": "text/plain"})
 
@@ -583,7 +599,8 @@ def test_stream_to_local_file(tmp_path: Path) -> None:
     seen: list[httpx2.Request] = []
 
     def record(request: httpx2.Request) -> httpx2.Response:
-        seen.append(request)
+        if request.method == "PATCH":
+            seen.append(request)
         return handler(request)
 
     with DAG("dag_a", schedule=None, start_date=START):
@@ -601,6 +618,7 @@ def test_stream_to_local_file(tmp_path: Path) -> None:
     assert result == {"path": str(target), "bytes": len(payload), "status_code": 200}
     assert target.read_bytes() == payload
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no partial file left
+    assert len(seen) == 1
     assert seen[0].url.params["truto_response_format"] == "stream"
     assert ti.pushed == {}
 
