@@ -263,6 +263,12 @@ class UpdateOpportunityOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         """Validate, send the PATCH and return the updated opportunity (or stream summary)."""
+        try:
+            return self._update(context)
+        finally:
+            self.hook.close()  # the pool is not needed after the task (reopened on next use)
+
+    def _update(self, context: Context) -> Any:
         prepared = self.prepare(context)
         prepared_or_outcome = self._data_safety(context, prepared)
         if not isinstance(prepared_or_outcome, PreparedRequest):

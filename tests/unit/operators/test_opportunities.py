@@ -656,10 +656,31 @@ def test_on_kill_closes_the_hook() -> None:
     op = make_op(rec)
     op.on_kill()  # before execute: nothing to close, and no hook is created
     assert "hook" not in op.__dict__
-    run(op)
-    assert op.hook._client is not None
+    client = op.hook.get_conn()  # as during a request
     op.on_kill()
+    assert client.is_closed
     assert op.hook._client is None
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_execute_closes_the_pool_afterwards(fails: bool) -> None:
+    rec = Recorder(_error(404) if fails else httpx2.Response(200, json=OPP_RESPONSE))
+    op = make_op(rec)
+    clients: list[httpx2.Client] = []
+    original = op.hook.get_conn
+
+    def tracking_get_conn() -> httpx2.Client:
+        clients.append(original())
+        return clients[-1]
+
+    op.hook.get_conn = tracking_get_conn  # type: ignore[method-assign]
+    if fails:
+        with pytest.raises(TrutoNotFoundError):
+            run(op)
+    else:
+        run(op)
+    assert clients
+    assert all(c.is_closed for c in clients)
 
 
 def test_hook_params_reach_the_hook() -> None:
