@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import ROOT, TOKEN
+from tests.conftest import ROOT
 
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
@@ -17,25 +16,11 @@ if TYPE_CHECKING:
     from truto_airflow.emulator import EmulatorHandle
 
 
-@pytest.fixture(scope="session")
-def emulator_server() -> Iterator[EmulatorHandle]:
-    """One emulator (a real uvicorn server on 127.0.0.1) for the session, using TOKEN."""
-    from truto_airflow.emulator import EmulatorConfig, run_emulator
-
-    with run_emulator(EmulatorConfig(token=TOKEN, seed=0)) as emu:
-        yield emu
-
-
 @pytest.fixture
-def emulator(
-    emulator_server: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, airflow_db: None
-) -> EmulatorHandle:
-    """Fresh seed data, and ``truto_default`` pointing at the emulator's HubSpot account."""
-    emulator_server.reset()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_TRUTO_DEFAULT", emulator_server.airflow_conn_json(account="hubspot")
-    )
-    return emulator_server
+def emulator(truto_emulator: EmulatorHandle, airflow_db: None) -> EmulatorHandle:
+    """The emulator plugin's fixture (a real uvicorn server on 127.0.0.1, reset for each test,
+    ``truto_default`` pointing at its HubSpot account), plus a migrated metadata DB."""
+    return truto_emulator
 
 
 @pytest.fixture(scope="session")

@@ -29,11 +29,16 @@ def run_dag(bag: DagBag, dag_id: str, conf: dict[str, Any] | None = None) -> Dag
     return dag.test(run_conf=conf)
 
 
-def assert_no_token(captured: pytest.CaptureResult[str], dag_run: DagRun) -> str:
-    """The token is nowhere in the task logs or the run's XComs; returns the log text."""
+def assert_no_token(
+    captured: pytest.CaptureResult[str], dag_run: DagRun, emulator: EmulatorHandle
+) -> str:
+    """The API token is nowhere in the task logs or the run's XComs; returns the log text."""
     logs = captured.out + captured.err + task_log_text()
-    assert TOKEN not in logs
-    assert TOKEN not in json.dumps({str(k): v for k, v in xcoms(dag_run).items()}, default=str)
+    stored = json.dumps({str(k): v for k, v in xcoms(dag_run).items()}, default=str)
+    for token in {emulator.token, TOKEN}:
+        assert token not in logs
+        assert token not in stored
+    assert dag_run.dag_id in logs  # the task logs really were captured
     return logs
 
 
@@ -99,7 +104,7 @@ def test_enrichment(
     gets = emulator.requests(method="GET", path="/unified/crm/opportunities/opp-hubspot-0001")
     assert gets, "read_back did not read the opportunity"
 
-    logs = assert_no_token(capfd.readouterr(), dr)
+    logs = assert_no_token(capfd.readouterr(), dr, emulator)
     lines = [
         line for line in logs.splitlines() if "Truto opportunity" in line and "updated" in line
     ]
@@ -126,7 +131,7 @@ def test_manual_update_with_native_params(
     stored = emulator.opportunity("hubspot", "opp-hubspot-0005")
     assert stored is not None
     assert stored["amount"] == 31337.5
-    assert_no_token(capfd.readouterr(), dr)
+    assert_no_token(capfd.readouterr(), dr, emulator)
 
 
 def test_mapped_updates_expand_kwargs_and_expand(
@@ -161,7 +166,7 @@ def test_mapped_updates_expand_kwargs_and_expand(
     assert applied["opp-hubspot-0004"].body["close_date"] == "2026-12-31T00:00:00+00:00"
     # Every mapped instance has its own idempotency key.
     assert len({r.headers["idempotency-key"] for r in patches}) == 6
-    assert_no_token(capfd.readouterr(), dr)
+    assert_no_token(capfd.readouterr(), dr, emulator)
 
 
 def test_not_found_fails_fast_without_airflow_retry(
@@ -181,7 +186,7 @@ def test_not_found_fails_fast_without_airflow_retry(
     assert [(r.path, r.status) for r in patches] == [
         ("/unified/crm/opportunities/opp-hubspot-9999", 404)
     ]
-    logs = assert_no_token(capfd.readouterr(), dr)
+    logs = assert_no_token(capfd.readouterr(), dr, emulator)
     assert "TrutoNotFoundError" in logs
     assert ("update_opportunity", -1, "return_value") not in xcoms(dr)
 
@@ -200,5 +205,5 @@ def test_invalid_param_fails_before_any_request(
 
     assert task_states(dr) == {("update_opportunity", -1): ("failed", 1)}
     assert emulator.requests(method="PATCH") == []
-    logs = assert_no_token(capfd.readouterr(), dr)
+    logs = assert_no_token(capfd.readouterr(), dr, emulator)
     assert "is not a UUID" in logs
