@@ -12,7 +12,7 @@ export UV_LINK_MODE := copy
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/pip install -q uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[test]" "apache-airflow-providers-http>=5" "aiohttp>=3.9"
+	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[test,bench]"
 	@touch $(STAMP)
 
 install: $(STAMP)

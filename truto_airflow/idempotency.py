@@ -36,11 +36,11 @@ def derive_idempotency_key(
 ) -> str:
     """A stable key for one logical write of one DAG run (the try number is left out on purpose)."""
     parts = [
-        dag_id,
-        task_id,
-        run_id,
+        str(dag_id),
+        str(task_id),
+        str(run_id),
         str(-1 if map_index is None else map_index),
-        integrated_account_id,
+        str(integrated_account_id),
         str(opportunity_id),
         body_fingerprint(body),
     ]
@@ -51,8 +51,9 @@ def derive_idempotency_key(
 def context_identity(context: Mapping[str, Any]) -> tuple[str, str, str, int | None]:
     """(dag_id, task_id, run_id, map_index) of the running task instance, from its context."""
     ti = context.get("ti") or context.get("task_instance")
-    dag_id = getattr(ti, "dag_id", None) or str(context.get("dag").dag_id)  # type: ignore[union-attr]
+    dag = context.get("dag")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or "unknown-dag"
     task_id = getattr(ti, "task_id", None) or "unknown-task"
-    run_id = getattr(ti, "run_id", None) or str(context.get("run_id", "manual"))
+    run_id = getattr(ti, "run_id", None) or str(context.get("run_id") or "manual")
     map_index = getattr(ti, "map_index", None)
     return str(dag_id), str(task_id), str(run_id), map_index if isinstance(map_index, int) else None

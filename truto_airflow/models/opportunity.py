@@ -34,13 +34,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
-class IdRef(_Strict):
+class _Ref(_Strict):
+    # Native Jinja rendering turns "12345" into 12345; CRM ids are strings on the wire.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class IdRef(_Ref):
     """A reference to another CRM object by id (owner, account, contact)."""
 
     id: str = Field(min_length=1)
 
 
-class StageRef(_Strict):
+class StageRef(_Ref):
     """The opportunity's stage: by id, by name, or both."""
 
     id: str | None = Field(default=None, min_length=1)
@@ -53,7 +58,7 @@ class StageRef(_Strict):
         return self
 
 
-class TagRef(_Strict):
+class TagRef(_Ref):
     """A tag by id, by name, or both."""
 
     id: str | None = Field(default=None, min_length=1)

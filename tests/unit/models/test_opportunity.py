@@ -262,3 +262,11 @@ def test_unified_query_options() -> None:
         build_unified_query(integrated_account_id="a", ignore_remote_data="maybe")
     with pytest.raises(TrutoInputError, match="remote_query"):
         build_unified_query(integrated_account_id="a", remote_query="x=1")  # type: ignore[arg-type]
+
+
+def test_numeric_reference_ids_are_sent_as_strings() -> None:
+    # render_template_as_native_obj=True turns "12345" into 12345
+    body = parse_update_body(
+        {"owner": {"id": 12345}, "stage": {"id": 7}, "contact": [{"id": 1}]}
+    ).to_body()
+    assert body == {"owner": {"id": "12345"}, "stage": {"id": "7"}, "contact": [{"id": "1"}]}

@@ -1,0 +1,48 @@
+"""Idempotency keys: stable across task retries, distinct for any other change."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from truto_airflow.idempotency import context_identity, derive_idempotency_key
+
+BASE: dict[str, Any] = {
+    "dag_id": "d",
+    "task_id": "t",
+    "run_id": "r",
+    "map_index": None,
+    "integrated_account_id": "a",
+    "opportunity_id": "1",
+    "body": {"amount": 1, "stage": {"id": "s"}},
+}
+
+
+def test_key_is_stable_and_ignores_body_key_order() -> None:
+    reordered = {**BASE, "body": {"stage": {"id": "s"}, "amount": 1}}
+    assert derive_idempotency_key(**BASE) == derive_idempotency_key(**reordered)
+    assert derive_idempotency_key(**BASE).startswith("truto-airflow-")
+
+
+@given(
+    st.sampled_from(sorted(BASE)),
+    st.one_of(st.text(min_size=1, max_size=5), st.integers(0, 5)),
+)
+def test_any_changed_part_changes_the_key(part: str, value: Any) -> None:
+    changed = {**BASE, part: {"amount": value} if part == "body" else value}
+    if changed[part] == BASE[part] or (part != "body" and str(changed[part]) == str(BASE[part])):
+        return
+    assert derive_idempotency_key(**changed) != derive_idempotency_key(**BASE)
+
+
+def test_context_identity_from_ti_and_without_one() -> None:
+    ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=3, try_number=2)
+    assert context_identity({"ti": ti}) == ("d", "t", "r", 3)
+    assert context_identity({}) == ("unknown-dag", "unknown-task", "manual", None)
+    assert context_identity({"dag": SimpleNamespace(dag_id="x"), "run_id": "r2"})[::2] == (
+        "x",
+        "r2",
+    )
