@@ -286,3 +286,159 @@ def test_dry_run_fails_where_the_real_run_would(
     with pytest.raises(TrutoInputError, match="'description'"):
         run_single(monkeypatch, "opp-pipedrive-0001", {"description": "x"}, dry_run=True)
     assert patches(emu) == []
+
+
+# -- bulk operator -------------------------------------------------------------------------------
+
+
+def run_bulk(
+    monkeypatch: pytest.MonkeyPatch, updates: Any, **kwargs: Any
+) -> tuple[dict[str, Any], SpyLog]:
+    from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
+
+    op = UpdateOpportunitiesOperator(
+        task_id="bulk",
+        updates=updates,
+        max_concurrency=8,
+        progress_every_seconds=None,
+        http_transport="httpx",
+        hook_params={"retry_policy": RetryPolicy(max_retries=0)},
+        **kwargs,
+    )
+    spy = SpyLog()
+    monkeypatch.setattr(UpdateOpportunitiesOperator, "log", spy, raising=False)
+    ti = FakeTI(task_id="bulk")
+    ctx: dict[str, Any] = {"ti": ti, "task_instance": ti, "run_id": ti.run_id}
+    summary: dict[str, Any] = op.execute(ctx)  # type: ignore[arg-type]
+    return summary, spy
+
+
+def mixed_rows(emu: EmulatorHandle) -> list[dict[str, Any]]:
+    """Pipedrive: 3 good, 1 that would lose 'description', 1 bad status; Teamleader: 1 missing
+    required fields; Salesforce: 2 rows (no preflight)."""
+    pd, tl, sf = (emu.account_id(k) for k in ("pipedrive", "teamleader", "salesforce"))
+    return [
+        {"id": "opp-pipedrive-0001", "integrated_account_id": pd, "body": {"amount": 101}},
+        {"id": "opp-pipedrive-0002", "integrated_account_id": pd, "body": {"amount": 102}},
+        {"id": "opp-pipedrive-0003", "integrated_account_id": pd, "body": {"currency": "CHF"}},
+        {
+            "id": "opp-pipedrive-0004",
+            "integrated_account_id": pd,
+            "body": {"amount": 104, "description": "would be lost"},
+        },
+        {"id": "opp-pipedrive-0005", "integrated_account_id": pd, "body": {"status": "Won"}},
+        {"id": "opp-teamleader-0001", "integrated_account_id": tl, "body": {"name": "x"}},
+        {"id": "opp-salesforce-0001", "integrated_account_id": sf, "body": {"close_time": "9"}},
+        {"id": "opp-salesforce-0002", "integrated_account_id": sf, "body": {"amount": 5}},
+    ]
+
+
+def test_bulk_preflight_failures_become_invalid_rows_others_proceed(
+    emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_account(monkeypatch, emu, "pipedrive")
+    summary, log = run_bulk(monkeypatch, mixed_rows(emu), max_failed=3)
+    assert summary["outcomes"] == {"updated": 5, "failed": 0, "invalid": 3}
+    reasons = {r["id"]: r["message"] for r in summary["rejected"]["rows"]}
+    assert "'description'" in reasons["opp-pipedrive-0004"]
+    assert "status 'Won'" in reasons["opp-pipedrive-0005"]
+    assert "Teamleader requires field 'account'" in reasons["opp-teamleader-0001"]
+    sent = {r.opportunity_id for r in patches(emu)}
+    assert sent == {
+        "opp-pipedrive-0001",
+        "opp-pipedrive-0002",
+        "opp-pipedrive-0003",
+        "opp-salesforce-0001",
+        "opp-salesforce-0002",
+    }
+    # one lookup per account, and one "no preflight" warning for Salesforce for the whole task
+    assert len(emu.requests(path="/integrated-account")) <= 3
+    assert len([w for w in log.warnings if "Preflight skipped" in w]) == 1
+    assert summary["data_safety"]["preflight_invalid_rows"] == 3
+
+
+def test_bulk_rerun_sends_zero_writes_and_counts_unchanged(
+    emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_account(monkeypatch, emu, "pipedrive")
+    rows = [
+        {
+            "id": f"opp-pipedrive-{n:04d}",
+            "body": {"amount": 1000 + n, "stage": {"id": "stage-pipedrive-2"}},
+        }
+        for n in range(1, 6)
+    ]
+    first, _ = run_bulk(monkeypatch, rows, skip_unchanged=True)
+    assert first["outcomes"]["updated"] == 5
+    assert len(patches(emu)) == 5
+    # a new row joins the same enrichment: only that row is written
+    rows.append({"id": "opp-pipedrive-0006", "body": {"amount": 1006.0}})
+    second, _ = run_bulk(monkeypatch, rows, skip_unchanged=True)
+    assert second["outcomes"] == {"updated": 1, "failed": 0, "invalid": 0, "unchanged": 5}
+    assert len(patches(emu)) == 6
+    assert patches(emu)[-1].body == {"amount": 1006.0}
+    third, _ = run_bulk(monkeypatch, rows, skip_unchanged=True)
+    assert third["outcomes"].get("unchanged") == 6 and third["requests_sent"] == 0
+    assert len(patches(emu)) == 6
+    assert third["data_safety"]["current_state"]["get_calls"] == 6
+
+
+def test_bulk_reads_current_state_with_the_list_for_many_rows(
+    emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_account(monkeypatch, emu, "pipedrive")
+    ids = emu.opportunity_ids("pipedrive")
+    rows = [{"id": oid, "body": {"name": emu.opportunity("pipedrive", oid)["name"]}} for oid in ids]
+    assert len(rows) >= 20
+    since = emu.requests()[-1].seq if emu.requests() else 0
+    summary, _ = run_bulk(monkeypatch, rows, skip_unchanged=True)
+    assert summary["outcomes"].get("unchanged") == len(rows)
+    assert patches(emu) == []
+    state = summary["data_safety"]["current_state"]
+    assert state["get_calls"] == 0 and 1 <= state["list_pages"] < len(rows)
+    reads = [r for r in emu.requests(since=since) if r.path.startswith("/unified")]
+    assert len(reads) == state["list_pages"]
+    assert all(r.query.get("truto_key_by") == "id" for r in reads)
+
+
+def test_bulk_dry_run_sends_no_writes_and_returns_the_plan(
+    emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    use_account(monkeypatch, emu, "pipedrive")
+    before = emu.opportunity("pipedrive", "opp-pipedrive-0001")
+    rows = [
+        {"id": "opp-pipedrive-0001", "body": {"amount": 9999, "name": before["name"]}},
+        {
+            "id": "opp-pipedrive-0002",
+            "body": {"name": emu.opportunity("pipedrive", "opp-pipedrive-0002")["name"]},
+        },
+        {"id": "opp-pipedrive-0003", "body": {"description": "lost"}},
+    ]
+    plan_file = tmp_path / "plan.jsonl"
+    summary, log = run_bulk(
+        monkeypatch,
+        rows,
+        skip_unchanged=True,
+        dry_run=True,
+        plan_path=str(plan_file),
+        max_failed=1,
+    )
+    assert patches(emu) == []
+    assert summary["outcomes"] == {
+        "updated": 0,
+        "failed": 0,
+        "invalid": 1,
+        "unchanged": 1,
+        "would_update": 1,
+    }
+    plan = summary["data_safety"]["plan"]
+    by_id = {row["id"]: row for row in plan["rows"]}
+    assert by_id["opp-pipedrive-0001"]["changes"] == {
+        "amount": {"old": before["amount"], "new": 9999}
+    }
+    assert by_id["opp-pipedrive-0002"]["outcome"] == "unchanged"
+    assert by_id["opp-pipedrive-0003"]["outcome"] == "invalid"
+    assert plan["location"] == str(plan_file)
+    assert len(plan_file.read_text().splitlines()) == 3
+    assert any("Dry run: no write was sent" in m for m in log.infos)
+    assert emu.opportunity("pipedrive", "opp-pipedrive-0001") == before

@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from truto_airflow.bulk.ledger import NullLedgerStore, SuccessLedger
-from truto_airflow.bulk.outcomes import Outcome, RowResult, SummaryBuilder
+from truto_airflow.bulk.outcomes import (
+    CORE_OUTCOMES,
+    REJECTED,
+    Outcome,
+    RowResult,
+    SummaryBuilder,
+)
 from truto_airflow.bulk.pacer import AccountPacer
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer
 from truto_airflow.bulk.progress import ProgressReporter
@@ -372,7 +378,15 @@ class BulkEngine:
 
     async def _process(self, acct: _Account, item: RowItem) -> None:
         for planner in self.planners:
-            decided = await planner.plan(item)
+            try:
+                decided = await planner.plan(item)
+            except Exception as exc:  # a plan step must settle its row, never stall the run
+                text = self.hook.redact_text(f"{type(exc).__name__}: {exc}")
+                decided = PlanDecision(
+                    Outcome.FAILED,
+                    f"plan step {type(planner).__name__} failed: {text}",
+                    error="plan_error",
+                )
             if isinstance(decided, PlanDecision):
                 acct.pacer.release()
                 self._settle(
@@ -565,7 +579,7 @@ class BulkEngine:
     ) -> None:
         """Record a row's one and only outcome and free what it held."""
         self.summary.record(result)
-        if result.outcome is not Outcome.UPDATED:
+        if result.outcome in REJECTED:
             self.rejected.add(result)
         if acct is not None and item is not None:
             lock = item.lock_key
@@ -588,8 +602,9 @@ class BulkEngine:
 
     def _counts(self) -> dict[str, int]:
         counts = Counter(self.summary.outcomes)
-        return {o.value: counts.get(o.value, 0) for o in Outcome} | {
-            k: v for k, v in counts.items() if k not in {o.value for o in Outcome}
+        core = {o.value for o in CORE_OUTCOMES}
+        return {o.value: counts.get(o.value, 0) for o in CORE_OUTCOMES} | {
+            k: v for k, v in counts.items() if k not in core
         }
 
     def _extra(self) -> str:

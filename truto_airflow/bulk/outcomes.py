@@ -18,8 +18,23 @@ class Outcome(str, enum.Enum):
     UPDATED = "updated"
     #: Truto (or the network) refused it after the retries the policy allows.
     FAILED = "failed"
-    #: Rejected before sending: the row itself is malformed or fails validation.
+    #: Rejected before sending: the row itself is malformed or fails validation (including the
+    #: field-support preflight, see docs/data_safety.md).
     INVALID = "invalid"
+    #: ``skip_unchanged``: the CRM already holds every value, so nothing was sent.
+    UNCHANGED = "unchanged"
+    #: ``dry_run``: the row would be written; nothing was sent.
+    WOULD_UPDATE = "would_update"
+
+
+#: Outcomes of rows that were sent (or tried to be): only these have a final status code.
+_SENT = frozenset({Outcome.UPDATED, Outcome.FAILED})
+
+#: Outcomes always present in the summary (the data-safety ones appear when they occur).
+CORE_OUTCOMES = (Outcome.UPDATED, Outcome.FAILED, Outcome.INVALID)
+
+#: Outcomes that count as rejected (written to the rejected-rows file, fail the task).
+REJECTED = frozenset({Outcome.FAILED, Outcome.INVALID})
 
 
 @dataclass(slots=True)
@@ -119,7 +134,7 @@ class SummaryBuilder:
         self.total_rows += 1
         self.outcomes[result.outcome.value] += 1
         code = "none" if result.status_code is None else str(result.status_code)
-        if result.outcome is not Outcome.INVALID and not result.already_applied:
+        if result.outcome in _SENT and not result.already_applied:
             self.status_codes[code] += 1
         if result.already_applied:
             self.already_applied += 1
@@ -146,7 +161,8 @@ class SummaryBuilder:
 
     def build(self, *, duration: float, rejected: dict[str, Any]) -> dict[str, Any]:
         rate = self.total_rows / duration if duration > 0 else 0.0
-        counts = {o.value: self.outcomes.get(o.value, 0) for o in Outcome}
+        # updated/failed/invalid always; unchanged/would_update only when a row had them
+        counts = {o.value: self.outcomes.get(o.value, 0) for o in CORE_OUTCOMES}
         counts.update({k: v for k, v in self.outcomes.items() if k not in counts})
         return {
             "rows": self.total_rows,

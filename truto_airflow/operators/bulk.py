@@ -27,11 +27,13 @@ from truto_airflow.bulk.outcomes import format_outcome_table
 from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import open_source, resolve_path
+from truto_airflow.bulk.safety import CurrentState, DataSafetyPlanner, PlanRecorder, scan_wanted_ids
 from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
 from truto_airflow.models.options import ResponseFormat
+from truto_airflow.preflight import Preflight, coerce_flag, validate_policy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -149,6 +151,23 @@ class UpdateOpportunitiesOperator(BaseOperator):
     :param http_transport: the wire under the hook's ``httpx2.AsyncClient``: ``"auto"``
         (aiohttp's pool when installed, about 4x less CPU per request; see
         :mod:`truto_airflow.bulk.transport`), ``"aiohttp"`` or ``"httpx"`` (httpx2's own).
+    :param unsupported_fields: a field the row's CRM does not apply (per Truto's docs):
+        ``"error"`` (default: the row ends ``invalid``, unsent), ``"warn"`` or ``"ignore"``
+        (sent). Missing required fields and invalid ``status`` values always make the row
+        ``invalid``. See docs/data_safety.md. (templated)
+    :param integration: the CRM for every row; by default read per account from
+        ``GET /integrated-account/{id}`` (once per account). (templated)
+    :param skip_unchanged: read each opportunity's current state (GET per row, or the list
+        endpoint for accounts with many rows) and send only the fields that differ; rows with
+        nothing to change end ``unchanged``. Reads the input twice (ids first). (templated)
+    :param dry_run: validate, preflight and (with ``skip_unchanged``) diff, send no write; rows
+        end ``would_update``/``unchanged``/``invalid`` and the summary's
+        ``data_safety.plan`` lists fields that would change, old -> new (the first
+        ``inline_plan`` rows; all of them in a JSON Lines file when larger). Stored as
+        :attr:`plan_only`, because ``BaseOperator.dry_run()`` is a method. (templated)
+    :param plan_path: where to write the full dry-run plan (local path or
+        ``ObjectStoragePath`` URL); by default a local temporary file when the plan is larger
+        than ``inline_plan``. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -162,6 +181,11 @@ class UpdateOpportunitiesOperator(BaseOperator):
         "ignore_remote_data",
         "exclude_fields",
         "remote_query",
+        "unsupported_fields",
+        "integration",
+        "skip_unchanged",
+        "plan_only",
+        "plan_path",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"updates": "json"}
     template_ext: Sequence[str] = ()
@@ -192,9 +216,21 @@ class UpdateOpportunitiesOperator(BaseOperator):
         planners: Sequence[RowPlanner] = (),
         hook_params: Mapping[str, Any] | None = None,
         http_transport: str = "auto",
+        unsupported_fields: Any = "error",
+        integration: Any = None,
+        skip_unchanged: Any = False,
+        dry_run: Any = False,
+        plan_path: Any = None,
+        inline_plan: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.unsupported_fields = unsupported_fields
+        self.integration = integration
+        self.skip_unchanged = skip_unchanged
+        self.plan_only = dry_run
+        self.plan_path = plan_path
+        self.inline_plan = inline_plan
         if http_transport not in {"auto", "aiohttp", "httpx"}:
             raise TrutoInputError("http_transport must be 'auto', 'aiohttp' or 'httpx'")
         self.http_transport = http_transport
@@ -304,13 +340,14 @@ class UpdateOpportunitiesOperator(BaseOperator):
         rejected = RejectedRows(
             destination=_blank(self.rejected_rows_path), inline_limit=self.inline_rejected
         )
+        safety = self._safety_planner(identity, preparer)
         engine = BulkEngine(
             self.hook,
             preparer,
             settings=settings,
             ledger=ledger,
             rejected=rejected,
-            planners=self.planners,
+            planners=[safety, *self.planners],
             logger=self.log,
         )
         self.log.info(
@@ -320,6 +357,8 @@ class UpdateOpportunitiesOperator(BaseOperator):
             ledger.store.description,
         )
         summary = _run_loop(self._run(engine, source))
+        summary["data_safety"] = safety.describe()
+        self._log_data_safety(summary["data_safety"])
         self.log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
         if summary["rejected"]["location"]:
             self.log.info("Rejected rows written to %s", summary["rejected"]["location"])
@@ -348,6 +387,67 @@ class UpdateOpportunitiesOperator(BaseOperator):
                 "(or the account) and re-run"
             )
         return summary
+
+    def _safety_planner(self, identity: RunIdentity, preparer: RowPreparer) -> DataSafetyPlanner:
+        """Preflight, skip-unchanged and dry run as the first plan step (docs/data_safety.md)."""
+        policy = validate_policy(_blank(self.unsupported_fields) or "error")
+        skip = coerce_flag("skip_unchanged", _blank(self.skip_unchanged))
+        dry_run = coerce_flag("dry_run", _blank(self.plan_only))
+        integration = _blank(self.integration)
+        preflight = Preflight(
+            policy=policy,
+            integration=None if integration is None else str(integration),
+            hook=self.hook,
+            logger=self.log,
+        )
+        current = None
+        if skip:
+            # Which ids each account needs decides GET-per-row vs the list endpoint.
+            default = _blank(self.integrated_account_id)
+
+            def resolve(raw: Any) -> str:
+                return self.hook.resolve_account(_blank(raw) or default)
+
+            current = CurrentState(
+                self.hook, scan_wanted_ids(open_source(self.updates).rows, resolve)
+            )
+        return DataSafetyPlanner(
+            self.hook,
+            identity,
+            preflight=preflight,
+            skip_unchanged=skip,
+            dry_run=dry_run,
+            current=current,
+            plan=PlanRecorder(destination=_blank(self.plan_path), inline_limit=self.inline_plan),
+            logger=self.log,
+        )
+
+    def _log_data_safety(self, info: Mapping[str, Any]) -> None:
+        if info["preflight_invalid_rows"]:
+            self.log.warning(
+                "Preflight refused %d row(s) before sending (outcome 'invalid'; reasons in the "
+                "rejected rows)",
+                info["preflight_invalid_rows"],
+            )
+        for key, count in info["unsupported_fields_sent"].items():
+            self.log.warning("%d row(s) sent a field the CRM does not apply (%s)", count, key)
+        if "current_state" in info:
+            self.log.info("Current state read with: %s", info["current_state"])
+        plan = info.get("plan")
+        if plan is not None:
+            self.log.info("Dry run: no write was sent; plan of %d row(s):", plan["count"])
+            for row in plan["rows"]:
+                changes = ", ".join(
+                    f"{name}: {change.get('old', '?')!r} -> {change['new']!r}"
+                    if name != "remote_data"
+                    else "remote_data: always sent"
+                    for name, change in (row.get("changes") or {}).items()
+                )
+                self.log.info(
+                    "  %s %s: %s", row["id"], row["outcome"], changes or row.get("message", "")
+                )
+            if plan["location"]:
+                self.log.info("Full plan written to %s", plan["location"])
 
     async def _run(self, engine: BulkEngine, source: Any) -> dict[str, Any]:
         try:

@@ -1,0 +1,331 @@
+"""Data safety for the bulk operator: preflight, skip-unchanged and dry run as a plan step.
+
+:class:`DataSafetyPlanner` is a :class:`~truto_airflow.bulk.plan.RowPlanner`. For each row it
+
+1. runs the field-support preflight (:mod:`truto_airflow.preflight`): a row that would lose a
+   field (policy ``"error"``), lacks a field its CRM requires, or has an invalid ``status`` ends
+   ``invalid`` with the reason, unsent; other rows proceed;
+2. with ``skip_unchanged``, reads the opportunity's current state (:class:`CurrentState`), diffs
+   (:mod:`truto_airflow.diff`) and either ends the row ``unchanged`` (nothing sent) or replaces
+   its body with the minimal one;
+3. with ``dry_run``, records the row's plan (fields that would change, old -> new) and ends it
+   ``would_update`` without sending.
+
+Reading current state costs calls, so :class:`CurrentState` picks per account: GET per row for
+an account with few rows, else the list endpoint (``truto_key_by=id``), stopping as soon as every
+wanted id was seen and never spending more than a couple of pages beyond what GETs would cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import pathlib
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+
+from truto_airflow.bulk.outcomes import Outcome
+from truto_airflow.bulk.plan import PlanDecision, RowItem, RunIdentity
+from truto_airflow.bulk.rows import RawRow, resolve_path
+from truto_airflow.diff import UpdateDiff, diff_update
+from truto_airflow.exceptions import TrutoAPIError, TrutoInputError, TrutoNetworkError
+from truto_airflow.hooks.truto import OPPORTUNITIES_PATH, TrutoHook, opportunity_path
+from truto_airflow.idempotency import derive_idempotency_key
+from truto_airflow.preflight import Preflight
+
+__all__ = [
+    "LIST_THRESHOLD",
+    "CurrentState",
+    "DataSafetyPlanner",
+    "PlanRecorder",
+    "scan_wanted_ids",
+]
+
+#: An account with at least this many rows has its current state read with the list endpoint.
+LIST_THRESHOLD = 20
+#: Page size asked of the list endpoint.
+LIST_PAGE_SIZE = 100
+#: Pages the list walk may spend beyond the number of rows it has found so far.
+LIST_SLACK_PAGES = 2
+
+
+def scan_wanted_ids(rows: Iterable[RawRow], resolve: Any) -> dict[str, set[str]]:
+    """``{account: {opportunity ids}}`` over the input (rows that will not validate are skipped).
+
+    ``resolve`` maps a row's ``integrated_account_id`` (or ``None``) to the canonical account.
+    """
+    wanted: dict[str, set[str]] = {}
+    for raw in rows:
+        data = raw.data
+        if raw.error is not None or not isinstance(data, Mapping) or data.get("id") is None:
+            continue
+        try:
+            account = resolve(data.get("integrated_account_id"))
+        except TrutoInputError:
+            continue
+        wanted.setdefault(account, set()).add(str(data["id"]))
+    return wanted
+
+
+class CurrentState:
+    """Current opportunities for the diff, read with whichever costs fewer calls per account."""
+
+    def __init__(
+        self,
+        hook: TrutoHook,
+        wanted: Mapping[str, set[str]] | None = None,
+        *,
+        list_threshold: int = LIST_THRESHOLD,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> None:
+        self.hook = hook
+        self.wanted = {k: set(v) for k, v in (wanted or {}).items()}
+        self.list_threshold = list_threshold
+        self.page_size = page_size
+        self._snapshots: dict[str, dict[str, dict[str, Any]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.calls: Counter[str] = Counter()
+
+    def source_for(self, account: str) -> str:
+        """``"list"`` or ``"get"``: how this account's current state is read."""
+        return "list" if len(self.wanted.get(account, ())) >= self.list_threshold else "get"
+
+    async def get(self, account: str, opportunity_id: str) -> dict[str, Any]:
+        """The opportunity now (a snapshot entry is used once; later reads GET afresh)."""
+        if self.source_for(account) == "list":
+            lock = self._locks.setdefault(account, asyncio.Lock())
+            async with lock:
+                if account not in self._snapshots:
+                    self._snapshots[account] = await self._walk_list(account)
+            found = self._snapshots[account].pop(opportunity_id, None)
+            if found is not None:
+                return found
+        self.calls["get"] += 1
+        prepared = self.hook.prepare(
+            "GET",
+            opportunity_path(opportunity_id),
+            params={"integrated_account_id": account, "truto_ignore_remote_data": True},
+        )
+        data = self.hook.decode(await self.hook.asend(prepared))
+        return data if isinstance(data, dict) else {}
+
+    async def _walk_list(self, account: str) -> dict[str, dict[str, Any]]:
+        remaining = set(self.wanted.get(account, ()))
+        total = len(remaining)
+        found: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        pages = 0
+        while remaining:
+            params: dict[str, Any] = {
+                "integrated_account_id": account,
+                "truto_key_by": "id",
+                "truto_ignore_remote_data": True,
+                "limit": self.page_size,
+            }
+            if cursor:
+                params["next_cursor"] = cursor
+            prepared = self.hook.prepare("GET", OPPORTUNITIES_PATH, params=params)
+            page = self.hook.decode(await self.hook.asend(prepared))
+            pages += 1
+            self.calls["list_pages"] += 1
+            if not isinstance(page, dict):
+                break
+            results = page.get("result") or []
+            items = results.values() if isinstance(results, dict) else results
+            for entry in items:
+                ident = str(entry.get("id")) if isinstance(entry, dict) else None
+                if ident in remaining:
+                    found[ident] = entry
+                    remaining.discard(ident)
+            next_cursor = page.get("next_cursor")
+            if not next_cursor or next_cursor == cursor or not results:
+                break
+            # Total calls = pages + GETs for what is still missing; stop once paging has cost
+            # more than the rows it found (plus a little slack): GETs are cheaper from here.
+            if pages > (total - len(remaining)) + LIST_SLACK_PAGES:
+                break
+            cursor = str(next_cursor)
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "get_calls": self.calls["get"],
+            "list_pages": self.calls["list_pages"],
+            "accounts_read_by_list": sorted(a for a in self.wanted if self.source_for(a) == "list"),
+        }
+
+
+class PlanRecorder:
+    """Dry-run plan rows: the first ``inline_limit`` for XCom, all of them in a JSON Lines file
+    (copied to ``destination`` when given, else kept as a local temporary file) when large."""
+
+    def __init__(self, *, destination: Any = None, inline_limit: int = 100) -> None:
+        self.destination = destination
+        self.inline_limit = inline_limit
+        self.rows: list[dict[str, Any]] = []
+        self.count = 0
+        self._fh: IO[str] | None = None
+        self._local: pathlib.Path | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.count += 1
+        if len(self.rows) < self.inline_limit:
+            self.rows.append(row)
+        if self._fh is None:
+            fd, name = tempfile.mkstemp(prefix="truto-plan-", suffix=".jsonl")
+            self._local = pathlib.Path(name)
+            self._fh = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
+        self._fh.write(json.dumps(row, default=str) + "\n")
+
+    def finish(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"count": self.count, "rows": self.rows, "location": None}
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._local is None:
+            return info
+        if self.count <= self.inline_limit and self.destination is None:
+            self._local.unlink(missing_ok=True)
+            return info
+        if self.destination is not None:
+            target = resolve_path(self.destination)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with self._local.open("rb") as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            self._local.unlink(missing_ok=True)
+            info["location"] = str(target)
+        else:
+            info["location"] = str(self._local)
+        info["truncated"] = self.count > len(self.rows)
+        return info
+
+
+class DataSafetyPlanner:
+    """The bulk plan step for preflight, ``skip_unchanged`` and ``dry_run`` (module docstring)."""
+
+    def __init__(
+        self,
+        hook: TrutoHook,
+        identity: RunIdentity,
+        *,
+        preflight: Preflight,
+        skip_unchanged: bool = False,
+        dry_run: bool = False,
+        current: CurrentState | None = None,
+        plan: PlanRecorder | None = None,
+        logger: Any = None,
+    ) -> None:
+        self.hook = hook
+        self.identity = identity
+        self.preflight = preflight
+        self.skip_unchanged = skip_unchanged
+        self.dry_run = dry_run
+        self.current = current or CurrentState(hook)
+        self.plan_rows = plan or PlanRecorder()
+        self.log = logger or preflight.log
+        self.unsupported: Counter[str] = Counter()
+        self.invalid = 0
+
+    async def plan(self, item: RowItem) -> RowItem | PlanDecision:
+        body = item.request.json_body
+        try:
+            resolved = await self.preflight.aresolve(item.account)
+        except Exception as exc:  # transient after retries: fail the row (retryable), not blind
+            text = f"could not look up the integration of account {item.account}: {exc}"
+            self._record(item, "failed", message=text)
+            return PlanDecision(Outcome.FAILED, text, error="preflight_lookup")
+        report = self.preflight.check(body, integrated_account_id=item.account, resolved=resolved)
+        policy = self.preflight.policy
+        for issue in report.warnings(policy):
+            key = f"{issue.integration}: {issue.field}"
+            if not self.unsupported[key]:
+                self.log.warning("Preflight (first of possibly many rows): %s", issue.message)
+            self.unsupported[key] += 1
+        message = report.error_message(policy)
+        if message:
+            self.invalid += 1
+            self._record(item, "invalid", message=message)
+            return PlanDecision(Outcome.INVALID, message, error="preflight")
+        diff: UpdateDiff | None = None
+        if self.skip_unchanged:
+            try:
+                current = await self.current.get(item.account, item.opportunity_id)
+            except (TrutoAPIError, TrutoNetworkError) as exc:
+                text = f"could not read the current opportunity to compare: {exc}"
+                self._record(item, "failed", message=text)
+                return PlanDecision(Outcome.FAILED, text, error="read_current")
+            diff = diff_update(
+                body,
+                current,
+                keep=report.required_fields,
+                uncompared=report.unsupported_fields if policy != "error" else (),
+            )
+            if not diff.has_changes:
+                self._record(item, "unchanged", diff=diff)
+                return PlanDecision(Outcome.UNCHANGED, "every field already holds this value")
+        if self.dry_run:
+            self._record(item, "would_update", diff=diff)
+            return PlanDecision(Outcome.WOULD_UPDATE, "dry run: not sent")
+        if diff is None or diff.body == body:
+            return item
+        key = derive_idempotency_key(
+            dag_id=self.identity.dag_id,
+            task_id=self.identity.task_id,
+            run_id=self.identity.run_id,
+            map_index=self.identity.map_index,
+            integrated_account_id=item.account,
+            opportunity_id=item.opportunity_id,
+            body=diff.body,
+        )
+        request = dataclasses.replace(
+            item.request, json_body=diff.body, fields=tuple(diff.body), idempotency_key=key
+        )
+        return RowItem(
+            item.index, item.opportunity_id, item.account, request, item.line, item.attempts
+        )
+
+    def _record(
+        self,
+        item: RowItem,
+        outcome: str,
+        *,
+        diff: UpdateDiff | None = None,
+        message: str | None = None,
+    ) -> None:
+        if not self.dry_run:
+            return
+        body = item.request.json_body
+        row: dict[str, Any] = {
+            "row": item.index,
+            "id": item.opportunity_id,
+            "integrated_account_id": item.account,
+            "outcome": outcome,
+        }
+        if message:
+            row["message"] = message
+        if outcome in {"would_update", "unchanged"}:
+            if diff is None:
+                row["changes"] = {name: {"new": value} for name, value in body.items()}
+            else:
+                row["changes"] = diff.plan()
+                row["unchanged"] = list(diff.unchanged)
+        self.plan_rows.add(row)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``data_safety`` entry of the bulk summary."""
+        info: dict[str, Any] = {
+            "unsupported_fields_policy": self.preflight.policy,
+            "preflight_invalid_rows": self.invalid,
+            "unsupported_fields_sent": dict(self.unsupported),
+            "skip_unchanged": self.skip_unchanged,
+            "dry_run": self.dry_run,
+        }
+        if self.skip_unchanged:
+            info["current_state"] = self.current.describe()
+        if self.dry_run:
+            info["plan"] = self.plan_rows.finish()
+        return info
