@@ -442,3 +442,41 @@ def test_bulk_dry_run_sends_no_writes_and_returns_the_plan(
     assert len(plan_file.read_text().splitlines()) == 3
     assert any("Dry run: no write was sent" in m for m in log.infos)
     assert emu.opportunity("pipedrive", "opp-pipedrive-0001") == before
+
+
+# -- the plan -> approve -> apply example DAG ---------------------------------------------------
+
+
+def test_plan_apply_example_dag(emulator: EmulatorHandle, example_dags: Any) -> None:
+    from tests.integration.conftest import task_states, xcoms
+
+    dag = example_dags.get_dag("example_truto_plan_apply")
+    before = emulator.opportunity("hubspot", "opp-hubspot-0001")
+
+    unapproved = dag.test(run_conf={"approve": False})
+    states = task_states(unapproved)
+    assert states[("plan", -1)][0] == "success"
+    assert states[("apply", -1)][0] == "skipped"
+    assert emulator.requests(method="PATCH") == []
+    summary = xcoms(unapproved)[("plan", -1, "return_value")]
+    assert summary["outcomes"]["would_update"] == 3
+    planned = {row["id"]: row for row in summary["data_safety"]["plan"]["rows"]}
+    assert planned["opp-hubspot-0001"]["changes"]["amount"] == {
+        "old": before["amount"],
+        "new": 125_000,
+    }
+
+    approved = dag.test(run_conf={"approve": True})
+    assert task_states(approved)[("apply", -1)][0] == "success"
+    assert {r.opportunity_id for r in emulator.requests(method="PATCH")} == {
+        "opp-hubspot-0001",
+        "opp-hubspot-0002",
+        "opp-hubspot-0003",
+    }
+    assert emulator.opportunity("hubspot", "opp-hubspot-0001")["amount"] == 125_000
+
+    # Everything is applied now: the plan finds nothing to write and the gate stops the run.
+    again = dag.test(run_conf={"approve": True})
+    assert xcoms(again)[("plan", -1, "return_value")]["outcomes"]["unchanged"] == 3
+    assert task_states(again)[("apply", -1)][0] == "skipped"
+    assert len(emulator.requests(method="PATCH")) == 3
