@@ -46,6 +46,8 @@ Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
 def operator(handler: Handler, updates: Any, **kwargs: Any) -> UpdateOpportunitiesOperator:
+    # integration= skips the preflight's account lookup, so handlers see only the PATCHes.
+    kwargs.setdefault("integration", "hubspot")
     return UpdateOpportunitiesOperator(
         task_id="write",
         updates=updates,
