@@ -9,7 +9,6 @@ does not cover goes in ``remote_data``, which Truto passes to the CRM untouched.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.models._types import Amount, IsoDateTime
+from truto_airflow.rendered import parse_object_text
 
 __all__ = [
     "IdRef",
@@ -190,16 +190,8 @@ def _parse_body_text(text: str) -> Any:
             "invalid opportunity body: the template rendered an empty string; check the XCom or "
             "param it reads"
         )
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        import ast
-
-        try:
-            value = ast.literal_eval(stripped)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            value = None
-    if isinstance(value, dict):
+    value = parse_object_text(stripped)
+    if value is not None:
         return value
     raise TrutoInputError(
         "invalid opportunity body: the rendered string is not a JSON object "

@@ -7,7 +7,6 @@ Same models, validation and hook as the single-row operator; the engine lives in
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Coroutine, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +33,7 @@ from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
 from truto_airflow.models.options import ResponseFormat
 from truto_airflow.preflight import Preflight, coerce_flag, validate_policy
+from truto_airflow.rendered import blank_to_none, rendered_mapping
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,28 +47,8 @@ SUMMARY_XCOM_KEY = "truto_bulk_summary"
 _TRANSIENT = {"none", "429", "500", "502", "504"}
 
 
-def _blank(value: Any) -> Any:
-    if isinstance(value, str) and value.strip() in {"", "None"}:
-        return None
-    return value
-
-
-def _mapping(name: str, value: Any) -> Mapping[str, Any] | None:
-    value = _blank(value)
-    if value is None or isinstance(value, Mapping):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, Mapping):
-            return parsed
-    raise TrutoInputError(f"{name} must be a mapping or a JSON object string, got {value!r}")
-
-
 def _number(name: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any:
-    value = _blank(value)
+    value = blank_to_none(value)
     if value is None:
         return None
     try:
@@ -279,7 +259,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
         return RunIdentity(self.dag_id, self.task_id, str(context.get("run_id") or "manual"))
 
     def _ledger_store(self, context: Mapping[str, Any], identity: RunIdentity) -> LedgerStore:
-        path = _blank(self.checkpoint_path)
+        path = blank_to_none(self.checkpoint_path)
         if path is not None:
             base = resolve_path(path)
             return PathLedgerStore(
@@ -298,15 +278,15 @@ class UpdateOpportunitiesOperator(BaseOperator):
         return NullLedgerStore()
 
     def _preparer(self, identity: RunIdentity) -> RowPreparer:
-        fmt = _blank(self.response_format)
+        fmt = blank_to_none(self.response_format)
         return RowPreparer(
             hook=self.hook,
             identity=identity,
-            integrated_account_id=_blank(self.integrated_account_id),
+            integrated_account_id=blank_to_none(self.integrated_account_id),
             response_format=ResponseFormat.parse(fmt).value if fmt is not None else None,
-            ignore_remote_data=_blank(self.ignore_remote_data),
-            exclude_fields=_blank(self.exclude_fields),
-            remote_query=_mapping("remote_query", self.remote_query),
+            ignore_remote_data=blank_to_none(self.ignore_remote_data),
+            exclude_fields=blank_to_none(self.exclude_fields),
+            remote_query=rendered_mapping("remote_query", self.remote_query),
         )
 
     # -- execute ----------------------------------------------------------------------------
@@ -338,7 +318,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
             inline_rejected=self.inline_rejected,
         )
         rejected = RejectedRows(
-            destination=_blank(self.rejected_rows_path), inline_limit=self.inline_rejected
+            destination=blank_to_none(self.rejected_rows_path), inline_limit=self.inline_rejected
         )
         safety = self._safety_planner(identity, preparer)
         engine = BulkEngine(
@@ -390,10 +370,10 @@ class UpdateOpportunitiesOperator(BaseOperator):
 
     def _safety_planner(self, identity: RunIdentity, preparer: RowPreparer) -> DataSafetyPlanner:
         """Preflight, skip-unchanged and dry run as the first plan step (docs/data_safety.md)."""
-        policy = validate_policy(_blank(self.unsupported_fields) or "error")
-        skip = coerce_flag("skip_unchanged", _blank(self.skip_unchanged))
-        dry_run = coerce_flag("dry_run", _blank(self.plan_only))
-        integration = _blank(self.integration)
+        policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
+        skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
+        dry_run = coerce_flag("dry_run", blank_to_none(self.plan_only))
+        integration = blank_to_none(self.integration)
         preflight = Preflight(
             policy=policy,
             integration=None if integration is None else str(integration),
@@ -403,10 +383,10 @@ class UpdateOpportunitiesOperator(BaseOperator):
         current = None
         if skip:
             # Which ids each account needs decides GET-per-row vs the list endpoint.
-            default = _blank(self.integrated_account_id)
+            default = blank_to_none(self.integrated_account_id)
 
             def resolve(raw: Any) -> str:
-                return self.hook.resolve_account(_blank(raw) or default)
+                return self.hook.resolve_account(blank_to_none(raw) or default)
 
             current = CurrentState(
                 self.hook, scan_wanted_ids(open_source(self.updates).rows, resolve)
@@ -418,7 +398,9 @@ class UpdateOpportunitiesOperator(BaseOperator):
             skip_unchanged=skip,
             dry_run=dry_run,
             current=current,
-            plan=PlanRecorder(destination=_blank(self.plan_path), inline_limit=self.inline_plan),
+            plan=PlanRecorder(
+                destination=blank_to_none(self.plan_path), inline_limit=self.inline_plan
+            ),
             logger=self.log,
         )
 

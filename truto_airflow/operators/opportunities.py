@@ -7,8 +7,6 @@ body, id, account or option fails the task without touching the CRM and without 
 
 from __future__ import annotations
 
-import ast
-import json
 import os
 import time
 import uuid
@@ -28,6 +26,7 @@ from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunity
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
 from truto_airflow.preflight import Preflight, PreflightReport, coerce_flag, validate_policy
+from truto_airflow.rendered import blank_to_none, rendered_mapping
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -50,38 +49,6 @@ def first_opportunity_url(result: Any) -> str | None:
         if isinstance(url, str) and url.strip():
             return url
     return None
-
-
-def _coerce_mapping(name: str, value: Any) -> Mapping[str, Any] | None:
-    """A mapping option that may have been rendered to a JSON or Python-repr string."""
-    if value is None or isinstance(value, Mapping):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if not text or text == "None":
-            return None
-        parsed: Any
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                parsed = None
-        if isinstance(parsed, Mapping):
-            return parsed
-    raise TrutoInputError(
-        f"{name} must be a mapping (or a JSON object string), got {type(value).__name__}"
-    )
-
-
-def _optional_text(value: Any) -> Any:
-    """``None`` for options that rendered empty (e.g. ``{{ params.x }}`` with ``x`` unset)."""
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip() in {"", "None"}:
-        return None
-    return value
 
 
 class UpdateOpportunityOperator(BaseOperator):
@@ -215,8 +182,8 @@ class UpdateOpportunityOperator(BaseOperator):
         ``body`` overrides :attr:`body` (the minimal body of ``skip_unchanged``).
         """
         hook = self.hook
-        response_format = ResponseFormat.parse(_optional_text(self.response_format) or "unified")
-        output_path = _optional_text(self.output_path)
+        response_format = ResponseFormat.parse(blank_to_none(self.response_format) or "unified")
+        output_path = blank_to_none(self.output_path)
         if response_format is ResponseFormat.STREAM and output_path is None:
             raise TrutoInputError(
                 "response_format='stream' needs output_path (a local path or an "
@@ -227,16 +194,16 @@ class UpdateOpportunityOperator(BaseOperator):
                 f"output_path is only used with response_format='stream' (got "
                 f"{response_format.value!r}); remove it or switch to streaming"
             )
-        account = hook.resolve_account(_optional_text(self.integrated_account_id))
-        caller_key = _optional_text(self.idempotency_key)
+        account = hook.resolve_account(blank_to_none(self.integrated_account_id))
+        caller_key = blank_to_none(self.idempotency_key)
         prepared = hook.prepare_update(
             self.opportunity_id,
             self.body if body is None else body,
             integrated_account_id=account,
             response_format=response_format.value,
-            ignore_remote_data=_optional_text(self.ignore_remote_data),
-            exclude_fields=_optional_text(self.exclude_fields),
-            remote_query=_coerce_mapping("remote_query", self.remote_query),
+            ignore_remote_data=blank_to_none(self.ignore_remote_data),
+            exclude_fields=blank_to_none(self.exclude_fields),
+            remote_query=rendered_mapping("remote_query", self.remote_query),
             idempotency_key=str(caller_key) if caller_key is not None else None,
         )
         if caller_key is None:
@@ -299,11 +266,11 @@ class UpdateOpportunityOperator(BaseOperator):
 
     def _data_safety(self, context: Context, prepared: PreparedRequest) -> Any:
         """Preflight, then diff (``skip_unchanged``); the PATCH to send, or the XCom outcome."""
-        policy = validate_policy(_optional_text(self.unsupported_fields) or "error")
-        skip = coerce_flag("skip_unchanged", _optional_text(self.skip_unchanged))
-        dry_run = coerce_flag("dry_run", _optional_text(self.plan_only))
+        policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
+        skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
+        dry_run = coerce_flag("dry_run", blank_to_none(self.plan_only))
         account = str(prepared.query.get("integrated_account_id"))
-        integration = _optional_text(self.integration)
+        integration = blank_to_none(self.integration)
         preflight = Preflight(
             policy=policy,
             integration=str(integration) if integration is not None else None,
@@ -387,7 +354,7 @@ class UpdateOpportunityOperator(BaseOperator):
                 self.log.info("  %s: -> %r (current value not read)", name, change["new"])
 
     def _stream_to_output(self, prepared: PreparedRequest) -> tuple[dict[str, Any], int]:
-        target = _optional_text(self.output_path)
+        target = blank_to_none(self.output_path)
         written = 0
         with self.hook.stream(prepared) as response:
             status = response.status_code
