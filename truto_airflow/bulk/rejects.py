@@ -1,9 +1,9 @@
-"""Rejected rows (failed or invalid): a few inline for XCom, all of them in a JSON Lines file.
+"""Row records that can outgrow XCom: rejected rows and dry-run plan rows.
 
-The first ``inline_limit`` rows are kept in memory (without bodies) for the XCom summary. Every
-rejected row, body included, is streamed to a local temporary file; at the end it is copied to
-``rejected_rows_path`` (local path or ``ObjectStoragePath``) when one is given, else the local
-file is kept and its path reported. Only when the rows fit inline is no file reported at all.
+The first ``inline_limit`` records are kept in memory for the XCom summary. Every record is
+streamed to a local temporary JSON Lines file; at the end it is copied to ``destination`` (local
+path or ``ObjectStoragePath``) when one is given, else the local file is kept and its path
+reported. Only when the records fit inline and no destination was asked for is no file reported.
 """
 
 from __future__ import annotations
@@ -17,31 +17,36 @@ from typing import IO, Any
 from truto_airflow.bulk.outcomes import RowResult
 from truto_airflow.bulk.rows import resolve_path
 
-__all__ = ["RejectedRows"]
+__all__ = ["RecordSpill", "RejectedRows"]
 
 
-class RejectedRows:
+class RecordSpill:
+    """A few records inline, all of them in a JSON Lines file (see the module docstring)."""
+
+    prefix = "truto-records-"
+
     def __init__(self, *, destination: Any = None, inline_limit: int = 20) -> None:
         self.destination = destination
         self.inline_limit = inline_limit
-        self.inline: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
         self.count = 0
         self._fh: IO[str] | None = None
         self._local: pathlib.Path | None = None
 
-    def add(self, result: RowResult) -> None:
+    def record(self, inline: dict[str, Any], full: dict[str, Any]) -> None:
+        """Keep ``inline`` for XCom while there is room; write ``full`` to the file."""
         self.count += 1
-        if len(self.inline) < self.inline_limit:
-            self.inline.append(result.to_dict())
+        if len(self.rows) < self.inline_limit:
+            self.rows.append(inline)
         if self._fh is None:
-            fd, name = tempfile.mkstemp(prefix="truto-rejected-", suffix=".jsonl")
+            fd, name = tempfile.mkstemp(prefix=self.prefix, suffix=".jsonl")
             self._local = pathlib.Path(name)
             self._fh = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
-        self._fh.write(json.dumps(result.to_dict(with_body=True), default=str) + "\n")
+        self._fh.write(json.dumps(full, default=str) + "\n")
 
     def finish(self) -> dict[str, Any]:
-        """Close the file and return the summary's ``rejected`` entry."""
-        info: dict[str, Any] = {"count": self.count, "rows": self.inline, "location": None}
+        """Close the file and return ``{count, rows, location[, truncated]}`` for the summary."""
+        info: dict[str, Any] = {"count": self.count, "rows": self.rows, "location": None}
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -52,23 +57,32 @@ class RejectedRows:
             return info
         if self.destination is not None:
             target = resolve_path(self.destination)
-            if not isinstance(target, pathlib.Path):
-                target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(target, pathlib.Path):
+                shutil.copyfile(self._local, target)
+            else:
                 with self._local.open("rb") as src, target.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self._local, target)
             self._local.unlink(missing_ok=True)
             info["location"] = str(target)
         else:
             info["location"] = str(self._local)
-        info["truncated"] = self.count > len(self.inline)
+        info["truncated"] = self.count > len(self.rows)
         return info
 
     def discard(self) -> None:
+        """Close and delete the local file (the run is abandoned)."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
         if self._local is not None:
             self._local.unlink(missing_ok=True)
+
+
+class RejectedRows(RecordSpill):
+    """Failed and invalid rows: inline without bodies, in the file with them."""
+
+    prefix = "truto-rejected-"
+
+    def add(self, result: RowResult) -> None:
+        self.record(result.to_dict(), result.to_dict(with_body=True))

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import pathlib
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import IO, Any
+from typing import Any
 
 from truto_airflow.bulk.outcomes import Outcome
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RunIdentity
-from truto_airflow.bulk.rows import RawRow, resolve_path
+from truto_airflow.bulk.rejects import RecordSpill
+from truto_airflow.bulk.rows import RawRow
 from truto_airflow.diff import UpdateDiff, diff_update
 from truto_airflow.exceptions import TrutoAPIError, TrutoInputError, TrutoNetworkError
 from truto_airflow.hooks.truto import OPPORTUNITIES_PATH, TrutoHook, opportunity_path
@@ -159,49 +156,17 @@ class CurrentState:
         }
 
 
-class PlanRecorder:
+class PlanRecorder(RecordSpill):
     """Dry-run plan rows: the first ``inline_limit`` for XCom, all of them in a JSON Lines file
     (copied to ``destination`` when given, else kept as a local temporary file) when large."""
 
+    prefix = "truto-plan-"
+
     def __init__(self, *, destination: Any = None, inline_limit: int = 100) -> None:
-        self.destination = destination
-        self.inline_limit = inline_limit
-        self.rows: list[dict[str, Any]] = []
-        self.count = 0
-        self._fh: IO[str] | None = None
-        self._local: pathlib.Path | None = None
+        super().__init__(destination=destination, inline_limit=inline_limit)
 
     def add(self, row: dict[str, Any]) -> None:
-        self.count += 1
-        if len(self.rows) < self.inline_limit:
-            self.rows.append(row)
-        if self._fh is None:
-            fd, name = tempfile.mkstemp(prefix="truto-plan-", suffix=".jsonl")
-            self._local = pathlib.Path(name)
-            self._fh = open(fd, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish()
-        self._fh.write(json.dumps(row, default=str) + "\n")
-
-    def finish(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"count": self.count, "rows": self.rows, "location": None}
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        if self._local is None:
-            return info
-        if self.count <= self.inline_limit and self.destination is None:
-            self._local.unlink(missing_ok=True)
-            return info
-        if self.destination is not None:
-            target = resolve_path(self.destination)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with self._local.open("rb") as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            self._local.unlink(missing_ok=True)
-            info["location"] = str(target)
-        else:
-            info["location"] = str(self._local)
-        info["truncated"] = self.count > len(self.rows)
-        return info
+        self.record(row, row)
 
 
 class DataSafetyPlanner:
