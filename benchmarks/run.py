@@ -180,7 +180,7 @@ def bench_rss(emu: Any, sizes: list[int], ids: list[str]) -> dict[str, Any]:
         path = workdir / f"rows-{size}.jsonl"
         with path.open("w") as fh:
             for n in range(size):
-                row = {"id": ids[n % len(ids)], "body": {"amount": n, "currency": "USD"}}
+                row = {"id": ids[n % len(ids)], "body": {"amount": n, "name": f"Deal {n}"}}
                 fh.write(json.dumps(row) + "\n")
         proc = subprocess.run(
             [sys.executable, "-m", "benchmarks.rss_child", str(path), f"bench-rss-{size}"],
