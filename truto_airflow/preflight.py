@@ -30,7 +30,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
-from urllib.parse import quote
 
 from truto_airflow.capabilities import (
     OpportunityCapabilities,
@@ -290,6 +289,14 @@ class ResolvedIntegration:
     detail: str | None = None
 
 
+def _resolved_from_account(account: Any) -> ResolvedIntegration:
+    """The integration named by a ``GET /integrated-account/{id}`` answer, if it names one."""
+    name = integration_from_account(account) if isinstance(account, Mapping) else None
+    if name:
+        return ResolvedIntegration(name, "account")
+    return ResolvedIntegration(None, "unresolved", "the integrated account has no integration.name")
+
+
 class Preflight:
     """Preflight for one task: resolves integrations (cached per account), checks, logs once.
 
@@ -340,12 +347,7 @@ class Preflight:
             except (TrutoClientError, TrutoInputError) as exc:
                 resolved = ResolvedIntegration(None, "unresolved", str(exc))
             else:
-                name = integration_from_account(account) if isinstance(account, Mapping) else None
-                resolved = ResolvedIntegration(
-                    name,
-                    "account" if name else "unresolved",
-                    None if name else "the integrated account has no integration.name",
-                )
+                resolved = _resolved_from_account(account)
         self._resolved[key] = resolved
         return resolved
 
@@ -357,27 +359,14 @@ class Preflight:
         if key in self._resolved:
             return self._resolved[key]
         hook = self.hook
-        if hook is None or not hasattr(hook, "asend"):
+        if hook is None or not hasattr(hook, "aget_integrated_account"):
             return self.resolve(integrated_account_id)
-        cache = getattr(hook, "_account_cache", None)
-        account_id = hook.resolve_account(integrated_account_id)
         try:
-            if isinstance(cache, dict) and account_id in cache:
-                account = cache[account_id]
-            else:
-                prepared = hook.prepare("GET", f"/integrated-account/{quote(account_id, safe='')}")
-                account = hook.decode(await hook.asend(prepared))
-                if isinstance(cache, dict) and isinstance(account, dict):
-                    cache[account_id] = account
+            account = await hook.aget_integrated_account(integrated_account_id)
         except (TrutoClientError, TrutoInputError) as exc:
             resolved = ResolvedIntegration(None, "unresolved", str(exc))
         else:
-            name = integration_from_account(account) if isinstance(account, Mapping) else None
-            resolved = ResolvedIntegration(
-                name,
-                "account" if name else "unresolved",
-                None if name else "the integrated account has no integration.name",
-            )
+            resolved = _resolved_from_account(account)
         self._resolved[key] = resolved
         return resolved
 

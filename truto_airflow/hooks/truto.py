@@ -816,6 +816,19 @@ class TrutoHook(BaseHook):
         )
         return self.decode(await self.asend(prepared))
 
+    async def aget_integrated_account(
+        self, integrated_account_id: str | None = None
+    ) -> dict[str, Any]:
+        """Async :meth:`get_integrated_account` (same per-hook cache)."""
+        account = self.resolve_account(integrated_account_id)
+        if account not in self._account_cache:
+            prepared = self.prepare("GET", f"/integrated-account/{quote(account, safe='')}")
+            data = self.decode(await self.asend(prepared))
+            if not isinstance(data, dict):
+                raise TrutoInputError(f"integrated account {account} returned no object")
+            self._account_cache[account] = data
+        return self._account_cache[account]
+
     @contextlib.asynccontextmanager
     async def async_session(self) -> AsyncIterator[TrutoHook]:
         """``async with hook.async_session():`` closes the async client on exit."""

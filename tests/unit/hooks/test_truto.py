@@ -584,3 +584,23 @@ async def test_async_update_retries_with_one_key(truto_conn: str) -> None:
     assert slept == [2.0]
     assert seen[0].headers["idempotency-key"] == seen[1].headers["idempotency-key"]
     assert hook._async_client is None
+
+
+async def test_async_account_lookup_shares_the_sync_cache(truto_conn: str) -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={"id": ACCOUNT_ID, "integration": {"name": "pipedrive"}})
+
+    hook = TrutoHook(
+        truto_conn,
+        transport=httpx2.MockTransport(handler),
+        async_transport=httpx2.MockTransport(handler),
+    )
+    async with hook.async_session():
+        first = await hook.aget_integrated_account()
+        assert first["integration"]["name"] == "pipedrive"
+        await hook.aget_integrated_account(ACCOUNT_ID)
+    hook.get_integrated_account()
+    assert [r.url.path for r in seen] == [f"/integrated-account/{ACCOUNT_ID}"]
