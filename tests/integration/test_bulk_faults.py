@@ -7,9 +7,7 @@ retry that resumes from the success ledger.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -69,16 +67,6 @@ def bulk(**kwargs: Any) -> UpdateOpportunitiesOperator:
     )
 
 
-def later(delay: float, action: Callable[[], Any]) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def exhaust_window(emu: Any, account: str, opp: str) -> int:
     """Another client spends the account's whole window (a 429 burst for everyone else)."""
     import httpx2
@@ -107,12 +95,19 @@ def test_faults_5xx_429_bursts_and_drops(truto_emulator_factory: Any) -> None:
     )
     rows, expected = build_rows(emu, 1000)
     hubspot = emu.accounts["hubspot"]
-    # Mid-run, another client of the same account spends its budget: our in-flight and next
-    # requests meet 429s they could not foresee (a burst), then the pacer waits out the window.
-    noisy = later(0.3, lambda: exhaust_window(emu, hubspot, "opp-hubspot-0001"))
+
+    def rows_with_a_noisy_neighbour() -> Iterator[dict[str, Any]]:
+        # Half-way through the input, another client of the same account spends its budget:
+        # our next requests meet 429s they could not foresee (a burst), then the pacer waits
+        # out the window. Triggered by row count, not by a timer, so the burst always lands.
+        for n, row in enumerate(rows):
+            if n == len(rows) // 2:
+                exhaust_window(emu, hubspot, "opp-hubspot-0001")
+            yield row
+
     ti = FakeTI()
-    summary = bulk(updates=rows).execute(context(ti, FakeTaskStateStore()))  # type: ignore[arg-type]
-    noisy.join()
+    operator = bulk(updates=rows_with_a_noisy_neighbour())
+    summary = operator.execute(context(ti, FakeTaskStateStore()))  # type: ignore[arg-type]
     assert summary["rows"] == len(rows) == 2000
     assert sum(summary["outcomes"].values()) == 2000
     assert summary["outcomes"]["updated"] == 2000

@@ -261,7 +261,7 @@ class BulkEngine:
                 self._spill(acct, item)
                 return
             self._room.clear()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin on Python 3.10
                 await asyncio.wait_for(self._room.wait(), 0.25)
 
     def _spill(self, acct: _Account, item: RowItem) -> None:
@@ -353,7 +353,7 @@ class BulkEngine:
                 return None
             timeout = self._next_wake(now)
             self._work.clear()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin on Python 3.10
                 await asyncio.wait_for(self._work.wait(), timeout)
 
     async def _worker(self) -> None:
