@@ -28,6 +28,7 @@ __all__ = [
     "TrutoMethodNotAllowedError",
     "TrutoNetworkError",
     "TrutoNotFoundError",
+    "TrutoPaginationError",
     "TrutoRateLimitError",
     "TrutoServerError",
     "TrutoValidationError",
@@ -62,6 +63,12 @@ class TrutoNetworkError(AirflowException):
         self.method = method
         self.path = path
         self.attempts = attempts
+
+
+class TrutoPaginationError(AirflowFailException):
+    """A list walk cannot end: its ``next_cursor`` came back to an earlier page (a cycle), it
+    passed the page cap, or a page was not a list envelope. Reading on would loop or guess, and
+    an Airflow retry would walk into the same wall, so the task fails at once."""
 
 
 class TrutoAPIError(AirflowException):

@@ -29,7 +29,12 @@ from truto_airflow.bulk.plan import PlanDecision, RowItem, RunIdentity
 from truto_airflow.bulk.rejects import RecordSpill
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.diff import UpdateDiff, diff_update
-from truto_airflow.exceptions import TrutoAPIError, TrutoInputError, TrutoNetworkError
+from truto_airflow.exceptions import (
+    TrutoAPIError,
+    TrutoInputError,
+    TrutoNetworkError,
+    TrutoPaginationError,
+)
 from truto_airflow.hooks.truto import OPPORTUNITIES_PATH, TrutoHook, opportunity_path
 from truto_airflow.idempotency import derive_idempotency_key
 from truto_airflow.preflight import Preflight
@@ -114,38 +119,34 @@ class CurrentState:
         remaining = set(self.wanted.get(account, ()))
         total = len(remaining)
         found: dict[str, dict[str, Any]] = {}
-        cursor: str | None = None
-        pages = 0
-        while remaining:
-            params: dict[str, Any] = {
-                "integrated_account_id": account,
-                "truto_key_by": "id",
-                "truto_ignore_remote_data": True,
-                "limit": self.page_size,
-            }
-            if cursor:
-                params["next_cursor"] = cursor
-            prepared = self.hook.prepare("GET", OPPORTUNITIES_PATH, params=params)
-            page = self.hook.decode(await self.hook.asend(prepared))
-            pages += 1
-            self.calls["list_pages"] += 1
-            if not isinstance(page, dict):
-                break
-            results = page.get("result") or []
-            items = results.values() if isinstance(results, dict) else results
-            for entry in items:
-                ident = str(entry.get("id")) if isinstance(entry, dict) else None
-                if ident in remaining:
-                    found[ident] = entry
-                    remaining.discard(ident)
-            next_cursor = page.get("next_cursor")
-            if not next_cursor or next_cursor == cursor or not results:
-                break
-            # Total calls = pages + GETs for what is still missing; stop once paging has cost
-            # more than the rows it found (plus a little slack): GETs are cheaper from here.
-            if pages > (total - len(remaining)) + LIST_SLACK_PAGES:
-                break
-            cursor = str(next_cursor)
+        if not remaining:
+            return found
+        query = self.hook.opportunity_list_query(
+            account,
+            ignore_remote_data=True,
+            params={"truto_key_by": "id"},
+            page_size=self.page_size,
+        )
+        pages = self.hook.apaginate_pages(OPPORTUNITIES_PATH, query)
+        read = 0
+        try:
+            async for items in pages:
+                read += 1
+                self.calls["list_pages"] += 1
+                for entry in items:
+                    ident = str(entry.get("id"))
+                    if ident in remaining:
+                        found[ident] = entry
+                        remaining.discard(ident)
+                # Total calls = pages + GETs for what is still missing; stop once paging has
+                # cost more than the rows it found (plus a little slack): GETs are cheaper now.
+                if not remaining or read > (total - len(remaining)) + LIST_SLACK_PAGES:
+                    break
+        except TrutoPaginationError as exc:
+            # The list is only a cheaper way to read; rows it did not deliver are read by GET.
+            self.hook.log.warning("Current-state list read of account %s stopped: %s", account, exc)
+        finally:
+            await pages.aclose()
         return found
 
     def describe(self) -> dict[str, Any]:

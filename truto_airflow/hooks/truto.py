@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import quote
 
 import httpx2
@@ -43,10 +44,20 @@ from truto_airflow.models.options import (
     build_unified_query,
     validate_integrated_account_id,
 )
+from truto_airflow.pagination import DEFAULT_MAX_PAGES, CursorWalk
 from truto_airflow.query import QueryEncodingError, encode_query
 from truto_airflow.retry import RetryPolicy
 
-__all__ = ["PreparedRequest", "TrutoConnectionSettings", "TrutoHook", "opportunity_path"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "OpportunityListOptions",
+    "PreparedRequest",
+    "TrutoConnectionSettings",
+    "TrutoHook",
+    "opportunity_path",
+]
 
 OPPORTUNITIES_PATH = "/unified/crm/opportunities"
 DEFAULT_TIMEOUT = 60.0
@@ -74,6 +85,29 @@ def opportunity_path(opportunity_id: Any) -> str:
     if set(text) == {"."}:
         segment = segment.replace(".", "%2E")
     return f"{OPPORTUNITIES_PATH}/{segment}"
+
+
+class OpportunityListOptions(TypedDict, total=False):
+    """Query options of an opportunity list read (keyword arguments of ``iter_opportunities``)."""
+
+    #: Truto's ``truto_response_format`` (``unified``, ``raw`` or ``normalized``).
+    response_format: str | None
+    #: Leave each item's ``remote_data`` out of the answer (smaller pages).
+    ignore_remote_data: bool | None
+    #: Fields Truto leaves out of each item.
+    exclude_fields: Sequence[str] | None
+    #: The CRM's own query parameters, sent as ``remote_query[...]``.
+    remote_query: Mapping[str, Any] | None
+    #: Any other query parameter (filters, ``sort_by``, ``truto_key_by``...).
+    params: Mapping[str, Any] | None
+    #: Rows per page (Truto's ``limit`` query parameter).
+    page_size: int | None
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise TrutoInputError(f"limit must be a whole number >= 0, got {limit!r}")
+    return limit
 
 
 def _quiet_httpx_logger() -> None:
@@ -680,6 +714,57 @@ class TrutoHook(BaseHook):
         )
         return self.decode(self.send(prepared))
 
+    def opportunity_list_query(
+        self,
+        integrated_account_id: str | None = None,
+        **options: Unpack[OpportunityListOptions],
+    ) -> dict[str, Any]:
+        """The query of ``GET /unified/crm/opportunities`` (validated; sends nothing)."""
+        page_size = options.get("page_size")
+        if page_size is not None and (
+            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+        ):
+            raise TrutoInputError(f"page_size must be a whole number >= 1, got {page_size!r}")
+        return build_unified_query(
+            integrated_account_id=self.resolve_account(integrated_account_id),
+            response_format=options.get("response_format"),
+            ignore_remote_data=options.get("ignore_remote_data"),
+            exclude_fields=options.get("exclude_fields"),
+            remote_query=options.get("remote_query"),
+            extra={**(options.get("params") or {}), **({"limit": page_size} if page_size else {})},
+        )
+
+    def iter_opportunities(
+        self,
+        integrated_account_id: str | None = None,
+        *,
+        limit: int | None = None,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        **options: Unpack[OpportunityListOptions],
+    ) -> Iterator[dict[str, Any]]:
+        """Every opportunity of an account, as dicts, reading ``next_cursor`` pages lazily.
+
+        ``hook.iter_opportunities(account, page_size=100, ignore_remote_data=True)``
+
+        :param integrated_account_id: defaults to the connection's ``integrated_account_id``.
+        :param limit: stop after this many opportunities (no page is read beyond them).
+        :param max_pages: pages this walk may read; a list still going after that, a cursor
+            cycle (``A -> B -> A``) or a page that is not a list envelope raises
+            :class:`~truto_airflow.exceptions.TrutoPaginationError` (the task fails, no retry).
+            Items of every page read before the error have been yielded.
+        :param options: the query (:class:`OpportunityListOptions`): ``response_format``,
+            ``ignore_remote_data``, ``exclude_fields``, ``remote_query`` (validated as for a
+            single read), ``params`` (any other query parameter: filters, ``sort_by``...) and
+            ``page_size`` (rows per page: Truto's ``limit`` query parameter).
+
+        Each page is fetched with the hook's retries. Validation errors surface on the first
+        ``next()``, before any request.
+        """
+        query = self.opportunity_list_query(integrated_account_id, **options)
+        items = self.paginate(OPPORTUNITIES_PATH, query, max_pages=max_pages)
+        # islice stops at ``limit`` without asking for one more item (so no extra page).
+        yield from itertools.islice(items, _check_limit(limit))
+
     def list_opportunities(
         self,
         *,
@@ -689,30 +774,23 @@ class TrutoHook(BaseHook):
         remote_query: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Iterate over every opportunity, following ``next_cursor`` page by page."""
-        query = build_unified_query(
-            integrated_account_id=self.resolve_account(integrated_account_id),
+        """Older spelling of :meth:`iter_opportunities`; here ``limit`` is the page size."""
+        return self.iter_opportunities(
+            integrated_account_id=integrated_account_id,
             ignore_remote_data=ignore_remote_data,
             remote_query=remote_query,
-            extra={**(params or {}), **({"limit": limit} if limit else {})},
+            params=params,
+            page_size=limit,
         )
-        yield from self.paginate(OPPORTUNITIES_PATH, query)
 
-    def paginate(self, path: str, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        """Follow cursor pagination (``result`` + ``next_cursor``) without mutating ``query``."""
-        cursor: str | None = None
-        while True:
-            page_query = {**query, **({"next_cursor": cursor} if cursor else {})}
+    def paginate(
+        self, path: str, query: Mapping[str, Any], *, max_pages: int = DEFAULT_MAX_PAGES
+    ) -> Iterator[dict[str, Any]]:
+        """The items of every page of a Truto list (see :class:`CursorWalk` for the limits)."""
+        walk = CursorWalk(f"GET {path}", query, max_pages=max_pages)
+        while (page_query := walk.next_query()) is not None:
             page = self.decode(self.send(self.prepare("GET", path, params=page_query)))
-            if not isinstance(page, dict):
-                raise TrutoInputError(f"{path} did not return a list envelope")
-            results = page.get("result") or []
-            items = results.values() if isinstance(results, dict) else results
-            yield from items
-            next_cursor = page.get("next_cursor")
-            if not next_cursor or next_cursor == cursor or not results:
-                return
-            cursor = str(next_cursor)
+            yield from walk.take(page)
 
     def get_integrated_account(self, integrated_account_id: str | None = None) -> dict[str, Any]:
         """``GET /integrated-account/{id}`` (integration, status, is_sandbox), cached per hook."""
@@ -828,6 +906,38 @@ class TrutoHook(BaseHook):
                 raise TrutoInputError(f"integrated account {account} returned no object")
             self._account_cache[account] = data
         return self._account_cache[account]
+
+    async def apaginate_pages(
+        self, path: str, query: Mapping[str, Any], *, max_pages: int = DEFAULT_MAX_PAGES
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Async: each page's items of a Truto list, page by page (same walk as :meth:`paginate`).
+
+        Pages let a caller stop on what it has seen so far (the data-safety list read does).
+        """
+        walk = CursorWalk(f"GET {path}", query, max_pages=max_pages)
+        while (page_query := walk.next_query()) is not None:
+            prepared = self.prepare("GET", path, params=page_query)
+            yield walk.take(self.decode(await self.asend(prepared)))
+
+    async def aiter_opportunities(
+        self,
+        integrated_account_id: str | None = None,
+        *,
+        limit: int | None = None,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        **options: Unpack[OpportunityListOptions],
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Async :meth:`iter_opportunities` (same arguments, same limits and errors)."""
+        if _check_limit(limit) == 0:
+            return
+        query = self.opportunity_list_query(integrated_account_id, **options)
+        count = 0
+        async for items in self.apaginate_pages(OPPORTUNITIES_PATH, query, max_pages=max_pages):
+            for item in items:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
 
     @contextlib.asynccontextmanager
     async def async_session(self) -> AsyncIterator[TrutoHook]:
