@@ -46,6 +46,7 @@ from truto_airflow.models.options import (
 )
 from truto_airflow.pagination import DEFAULT_MAX_PAGES, CursorWalk
 from truto_airflow.query import QueryEncodingError, encode_query
+from truto_airflow.redaction import redact, redact_data, secret_pattern
 from truto_airflow.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -155,6 +156,13 @@ class TrutoConnectionSettings:
             raise TrutoConfigError(
                 f"Truto connection {conn_id!r} has no API token: put it in the connection's "
                 "password field ('API token' in the UI)"
+            )
+        if not all(0x21 <= ord(ch) <= 0x7E for ch in token):
+            # It could not travel in an Authorization header (a raw UnicodeEncodeError later).
+            raise TrutoConfigError(
+                f"Truto connection {conn_id!r}: the API token in the password field contains "
+                "spaces, control or non-ASCII characters; paste the token exactly as Truto "
+                "shows it"
             )
         base_url = normalise_base_url(host, conn_id=conn_id)
         account = extra.get("integrated_account_id") or None
@@ -518,14 +526,19 @@ class TrutoHook(BaseHook):
     def _api_error(
         self, response: httpx2.Response, request: PreparedRequest, attempts: int = 1
     ) -> TrutoAPIError:
-        """Turn Truto's error body into the matching exception (text fallback, truncated)."""
-        text = self._redact(response.text)
+        """Turn Truto's error body into the matching exception (text fallback, truncated).
+
+        Everything kept (parsed body, text fallback, headers) is redacted before it is stored or
+        cut, so no part of the token survives in any encoding.
+        """
+        raw_text = response.text
         data: Any = None
         try:
-            data = json.loads(text) if text else None
+            data = json.loads(raw_text) if raw_text else None
         except json.JSONDecodeError:
             data = None
-        body = data if isinstance(data, dict) else {}
+        text = self._redact(raw_text)
+        body = self._redact_data(data) if isinstance(data, dict) else {}
         message = body.get("message")
         if not isinstance(message, str) or not message:
             message = truncate(text.strip()) if not body else ""
@@ -541,28 +554,39 @@ class TrutoHook(BaseHook):
             is_remote_error=bool(body.get("truto_is_remote_error", False)),
             raw_response=raw,
             error_insight=insight if isinstance(insight, dict) else None,
-            headers={k.lower(): v for k, v in response.headers.items()},
+            headers={self._redact(k.lower()): self._redact(v) for k, v in response.headers.items()},
             method=request.method,
             path=request.path,
             attempts=attempts,
         )
 
     def _redact(self, text: str) -> str:
-        token = self.settings.token
-        return text.replace(token, "***") if token and token in text else text
+        """``text`` with the token masked in any encoding (:mod:`truto_airflow.redaction`)."""
+        return redact(text, self.settings.token)
 
-    @staticmethod
-    def decode(response: httpx2.Response) -> Any:
-        """The parsed body: JSON as Python objects, ``{}`` for an empty body, else text."""
+    def _redact_data(self, data: Any) -> Any:
+        """Parsed JSON with the token masked in every key and string."""
+        return redact_data(data, self.settings.token)
+
+    def decode(self, response: httpx2.Response) -> Any:
+        """The parsed body: JSON as Python objects, ``{}`` for an empty body, else text.
+
+        The token is masked first: a 2xx body is the operator's XCom return value and feeds
+        dry-run plans, and a server may echo the token back in it.
+        """
         if not response.content:
             return {}
+        text = response.text
+        echoed = secret_pattern(self.settings.token).search(text) is not None
         ctype = response.headers.get("content-type", "")
         if "json" in ctype or not ctype:
             try:
-                return response.json()
+                data = json.loads(text)
             except json.JSONDecodeError:
                 pass
-        return response.text
+            else:
+                return self._redact_data(data) if echoed else data
+        return self._redact(text) if echoed else text
 
     def _network_error(
         self, exc: Exception, request: PreparedRequest, attempts: int
