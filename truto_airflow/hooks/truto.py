@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import httpx2
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from truto_airflow import __version__
 from truto_airflow.exceptions import (
@@ -148,14 +149,39 @@ class TrutoConnectionSettings:
 
     @classmethod
     def from_connection(
-        cls, *, host: str | None, password: str | None, extra: Mapping[str, Any], conn_id: str
+        cls,
+        *,
+        host: str | None,
+        password: str | None,
+        extra: Mapping[str, Any],
+        conn_id: str,
+        port: int | str | None = None,
+        login: str | None = None,
+        schema: str | None = None,
     ) -> TrutoConnectionSettings:
-        """Validate the connection fields; every error names the field and the fix."""
+        """Validate the connection fields; every error names the field and the fix.
+
+        Every field that says where requests go is used or refused: a port or a URI path
+        (``schema``) silently ignored would send the token somewhere the user did not mean.
+        ``login`` is unused (it only feeds a hint when the token was put there by mistake).
+        """
         token = (password or "").strip()
         if not token:
+            hint = (
+                " (a login is set: in the URI form the token goes after a colon, "
+                "truto://:YOUR_TOKEN@api.truto.one)"
+                if (login or "").strip()
+                else ""
+            )
             raise TrutoConfigError(
                 f"Truto connection {conn_id!r} has no API token: put it in the connection's "
-                "password field ('API token' in the UI)"
+                f"password field ('API token' in the UI){hint}"
+            )
+        if (schema or "").strip():
+            raise TrutoConfigError(
+                f"Truto connection {conn_id!r} has schema {schema!r} (the path of a URI "
+                "connection), which Truto does not use; put a base path in the host URL "
+                "instead, e.g. https://proxy.example.com/truto"
             )
         if not all(0x21 <= ord(ch) <= 0x7E for ch in token):
             # It could not travel in an Authorization header (a raw UnicodeEncodeError later).
@@ -164,7 +190,7 @@ class TrutoConnectionSettings:
                 "spaces, control or non-ASCII characters; paste the token exactly as Truto "
                 "shows it"
             )
-        base_url = normalise_base_url(host, conn_id=conn_id)
+        base_url = normalise_base_url(host, port=port, conn_id=conn_id)
         account = extra.get("integrated_account_id") or None
         if account is not None:
             try:
@@ -188,8 +214,15 @@ class TrutoConnectionSettings:
         )
 
 
-def normalise_base_url(host: str | None, *, conn_id: str = "truto_default") -> str:
-    """``https://api.truto.one`` by default; plain ``http://`` only to a loopback address."""
+def normalise_base_url(
+    host: str | None, *, port: int | str | None = None, conn_id: str = "truto_default"
+) -> str:
+    """``https://api.truto.one`` by default; plain ``http://`` only to a loopback address.
+
+    ``port`` is the connection's port field (the URI form ``truto://:TOKEN@127.0.0.1:8765``
+    puts the port there, not in the host). It is applied to the host URL; a port in both places
+    must agree.
+    """
     text = (host or "").strip() or DEFAULT_BASE_URL
     if "://" not in text:
         text = f"https://{text}"
@@ -199,6 +232,8 @@ def normalise_base_url(host: str | None, *, conn_id: str = "truto_default") -> s
         raise TrutoConfigError(
             f"connection {conn_id!r} host {text!r} is not a URL: {exc}"
         ) from None
+    if port is not None and str(port).strip() != "":
+        url = _with_port(url, port, conn_id)
     if url.scheme not in {"http", "https"} or not url.host:
         raise TrutoConfigError(
             f"connection {conn_id!r} host {text!r} must be an https:// URL such as "
@@ -216,6 +251,25 @@ def normalise_base_url(host: str | None, *, conn_id: str = "truto_default") -> s
             "credentials); put the token in the password field"
         )
     return str(url).rstrip("/")
+
+
+def _with_port(url: httpx2.URL, port: int | str, conn_id: str) -> httpx2.URL:
+    try:
+        number = int(str(port).strip())
+    except ValueError:
+        number = -1
+    if not 1 <= number <= 65535:
+        raise TrutoConfigError(
+            f"connection {conn_id!r} port {port!r} is not a TCP port (1 to 65535); leave it "
+            "empty to use the base URL's port"
+        )
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    if url.port is not None and url.port != number:
+        raise TrutoConfigError(
+            f"connection {conn_id!r} gives two ports: {url.port} in the host URL and {number} "
+            "in the port field; keep one of them"
+        )
+    return url.copy_with(port=None if number == default else number)
 
 
 def _extra_number(
@@ -329,7 +383,7 @@ class TrutoHook(BaseHook):
     @cached_property
     def settings(self) -> TrutoConnectionSettings:
         """The validated connection (read once, on first use)."""
-        conn = self.get_connection(self.truto_conn_id)
+        conn = self._get_connection()
         if conn.conn_type and conn.conn_type != self.conn_type:
             self.log.warning(
                 "Connection %r has conn_type %r, expected 'truto'",
@@ -338,6 +392,9 @@ class TrutoHook(BaseHook):
             )
         settings = TrutoConnectionSettings.from_connection(
             host=conn.host,
+            port=conn.port,
+            login=conn.login,
+            schema=conn.schema,
             password=conn.password,
             extra=conn.extra_dejson,
             conn_id=self.truto_conn_id,
@@ -355,6 +412,26 @@ class TrutoHook(BaseHook):
                 raise TrutoConfigError("max_retries must be from 0 to 20")
             overrides["max_retries"] = int(self._max_retries_override)
         return replace(settings, **overrides) if overrides else settings
+
+    def _get_connection(self) -> Any:
+        """The Airflow connection; a missing one is a configuration error (no task retries)."""
+        try:
+            return self.get_connection(self.truto_conn_id)
+        except AirflowNotFoundException:
+            conn_id = self.truto_conn_id
+            env = f"AIRFLOW_CONN_{conn_id.upper()}"
+            default = (
+                ""
+                if conn_id == self.default_conn_name
+                else f" (the default conn id {self.default_conn_name!r} reads "
+                "AIRFLOW_CONN_TRUTO_DEFAULT)"
+            )
+            raise TrutoConfigError(
+                f"Airflow connection {conn_id!r} is not defined. Create it with conn type "
+                f"'truto' (UI: Admin > Connections; CLI: airflow connections add {conn_id} "
+                f"--conn-type truto --conn-password YOUR_TOKEN), or set the environment variable "
+                f'{env}=\'{{"conn_type": "truto", "password": "YOUR_TOKEN"}}\'{default}'
+            ) from None
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
