@@ -140,6 +140,21 @@ class TrutoAPIError(AirflowException):
             parts.append(f"(after {self.attempts} attempts)")
         return truncate(" ".join(parts).replace(" ;", ";").replace("\n", " "), 2 * MAX_ERROR_TEXT)
 
+    def with_hint(self, hint: str) -> TrutoAPIError:
+        """The same error (same class, status, body, headers) with ``hint`` added to its message."""
+        return type(self)(
+            status_code=self.status_code,
+            message=f"{self.message}. {hint}" if self.message else hint,
+            error=self.error,
+            is_remote_error=self.is_remote_error,
+            raw_response=self.raw_response,
+            error_insight=self.error_insight,
+            headers=self.headers,
+            method=self.method,
+            path=self.path,
+            attempts=self.attempts,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary (for XCom and bulk outcome reports)."""
         return {

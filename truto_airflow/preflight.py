@@ -36,7 +36,12 @@ from truto_airflow.capabilities import (
     UnknownIntegrationError,
     load_opportunity_capabilities,
 )
-from truto_airflow.exceptions import TrutoClientError, TrutoInputError
+from truto_airflow.exceptions import (
+    TrutoAPIError,
+    TrutoClientError,
+    TrutoConfigError,
+    TrutoInputError,
+)
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 
 __all__ = [
@@ -322,6 +327,7 @@ class Preflight:
         self.log: Any = logger or log
         self.capabilities = capabilities or load_opportunity_capabilities()
         self._resolved: dict[str | None, ResolvedIntegration] = {}
+        self._failed: dict[str | None, TrutoAPIError] = {}
         self._warned: set[str] = set()
 
     # -- which integration --------------------------------------------------------------------
@@ -329,14 +335,16 @@ class Preflight:
     def resolve(self, integrated_account_id: str | None = None) -> ResolvedIntegration:
         """The integration for an account: explicit, else ``integration.name`` of the account.
 
-        A 4xx on the lookup (e.g. an integrated-account token may not read
-        ``/integrated-account/{id}``) or an answer that is not an account object leaves it
-        unresolved (no preflight, one warning); transient errors propagate so the task retries
-        rather than writing unchecked.
+        A 4xx on the lookup fails the task with that error (and a hint): a refused token or an
+        unknown account would fail the PATCH too, and writing unchecked is never the fallback.
+        The failure is cached like a success, so a bulk task asks once per account. An answer
+        that is not an account object leaves it unresolved (no preflight, one warning);
+        transient errors propagate so the task retries rather than writing unchecked.
         """
         if self.integration:
             return ResolvedIntegration(self.integration, "explicit")
         key = integrated_account_id
+        self._raise_if_failed(key)
         if key in self._resolved:
             return self._resolved[key]
         if self.hook is None:
@@ -344,7 +352,11 @@ class Preflight:
         else:
             try:
                 account = self.hook.get_integrated_account(integrated_account_id)
-            except (TrutoClientError, TrutoInputError) as exc:
+            except TrutoClientError as exc:
+                raise self._lookup_failed(key, exc) from None
+            except TrutoInputError as exc:
+                if isinstance(exc, TrutoConfigError):
+                    raise
                 resolved = ResolvedIntegration(None, "unresolved", str(exc))
             else:
                 resolved = _resolved_from_account(account)
@@ -358,17 +370,55 @@ class Preflight:
         key = integrated_account_id
         if key in self._resolved:
             return self._resolved[key]
+        self._raise_if_failed(key)
         hook = self.hook
         if hook is None or not hasattr(hook, "aget_integrated_account"):
             return self.resolve(integrated_account_id)
         try:
             account = await hook.aget_integrated_account(integrated_account_id)
-        except (TrutoClientError, TrutoInputError) as exc:
+        except TrutoClientError as exc:
+            raise self._lookup_failed(key, exc) from None
+        except TrutoInputError as exc:
+            if isinstance(exc, TrutoConfigError):
+                raise
             resolved = ResolvedIntegration(None, "unresolved", str(exc))
         else:
             resolved = _resolved_from_account(account)
         self._resolved[key] = resolved
         return resolved
+
+    def _raise_if_failed(self, key: str | None) -> None:
+        failed = self._failed.get(key)
+        if failed is not None:
+            raise failed
+
+    def _lookup_failed(self, account: str | None, exc: TrutoClientError) -> TrutoAPIError:
+        """The lookup's own error, with what it means for the write and how to proceed."""
+        which = f"integrated account {account}" if account else "the integrated account"
+        if exc.status_code == 401:
+            hint = (
+                f"The preflight's lookup of {which} was refused: the API token is invalid or "
+                "expired, so the PATCH would be refused too. Fix the token in the connection"
+            )
+        elif exc.status_code == 403:
+            hint = (
+                f"The token may not read {which} (an integrated-account token can only call "
+                "/unified/* routes). Use an API token, or pass integration='<crm>' so the "
+                "preflight needs no lookup"
+            )
+        elif exc.status_code == 404:
+            hint = (
+                f"{which[0].upper()}{which[1:]} does not exist or is not visible to this token "
+                "(another environment?), so the PATCH would fail too. Check integrated_account_id"
+            )
+        else:
+            hint = (
+                f"The preflight's lookup of {which} failed, so nothing was sent. Fix the cause, "
+                "or pass integration='<crm>' so the preflight needs no lookup"
+            )
+        failed = exc.with_hint(hint)
+        self._failed[account] = failed
+        return failed
 
     # -- checking -----------------------------------------------------------------------------
 

@@ -248,19 +248,123 @@ def test_unlisted_integration_warns_once_per_task() -> None:
     assert "Salesforce" in logger.warnings[0]
 
 
-def test_client_error_on_lookup_leaves_it_unresolved_with_one_warning() -> None:
-    from truto_airflow.exceptions import TrutoAuthError
+@pytest.mark.parametrize(
+    ("status", "cls", "words"),
+    [
+        (401, "TrutoAuthError", "token is invalid or expired"),
+        (403, "TrutoAuthError", "integration='<crm>'"),
+        (404, "TrutoNotFoundError", "does not exist or is not visible"),
+        (400, "TrutoValidationError", "nothing was sent"),
+        (405, "TrutoMethodNotAllowedError", "nothing was sent"),
+    ],
+)
+def test_client_error_on_lookup_fails_with_that_error(status: int, cls: str, words: str) -> None:
+    """Issue 8: a 401/403 lookup used to warn "integration unknown" and send the PATCH anyway."""
+    from airflow.sdk.exceptions import AirflowFailException
 
-    logger = ListLogger()
-    err = TrutoAuthError(status_code=403, message="integrated-account tokens cannot read this")
+    from truto_airflow import exceptions
+
+    err = exceptions.error_class_for_status(status)(status_code=status, message="nope")
     hook = FakeHook(error=err)
+    logger = ListLogger()
     pf = Preflight(hook=hook, logger=logger)
     for _ in range(3):
-        assert not pf.run({"description": "x"}, integrated_account_id=ACCOUNT).checked
+        with pytest.raises(getattr(exceptions, cls)) as info:
+            pf.run({"description": "x"}, integrated_account_id=ACCOUNT)
+        assert isinstance(info.value, AirflowFailException)  # no Airflow retries
+        assert info.value.status_code == status
+        assert words in str(info.value) and ACCOUNT in str(info.value)
+    assert hook.calls == [ACCOUNT]  # the failure is remembered for the task
+    assert logger.warnings == []
+
+
+async def test_client_error_on_async_lookup_fails_too() -> None:
+    from truto_airflow.exceptions import TrutoAuthError
+
+    class AsyncFakeHook(FakeHook):
+        async def aget_integrated_account(self, integrated_account_id: str | None = None) -> Any:
+            return self.get_integrated_account(integrated_account_id)
+
+    hook = AsyncFakeHook(error=TrutoAuthError(status_code=401, message="bad token"))
+    pf = Preflight(hook=hook)
+    for _ in range(2):
+        with pytest.raises(TrutoAuthError, match="token is invalid"):
+            await pf.aresolve(ACCOUNT)
+    with pytest.raises(TrutoAuthError):
+        pf.resolve(ACCOUNT)
     assert hook.calls == [ACCOUNT]
-    assert len(logger.warnings) == 1
-    assert "integration='...'" in logger.warnings[0]
-    assert "403" in logger.warnings[0]
+
+
+def test_missing_connection_on_lookup_is_not_an_unknown_integration() -> None:
+    from truto_airflow.exceptions import TrutoConfigError
+
+    hook = FakeHook(error=TrutoConfigError("Airflow connection 'truto_default' is not defined"))
+    with pytest.raises(TrutoConfigError):
+        Preflight(hook=hook).run({"amount": 1}, integrated_account_id=ACCOUNT)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_operator_sends_no_patch_when_the_lookup_is_refused(
+    monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    from tests.conftest import truto_conn_json
+    from truto_airflow.exceptions import TrutoClientError
+    from truto_airflow.operators.opportunities import UpdateOpportunityOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_TRUTO_DEFAULT", truto_conn_json())
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.method)
+        if request.method == "GET":
+            return httpx2.Response(status, json={"statusCode": status, "message": "no"})
+        return httpx2.Response(200, json={"id": "1"})
+
+    op = UpdateOpportunityOperator(
+        task_id="t",
+        opportunity_id="1",
+        body={"amount": 1},
+        hook_params={
+            "transport": httpx2.MockTransport(handler),
+            "retry_policy": RetryPolicy(max_retries=0),
+        },
+    )
+    with pytest.raises(TrutoClientError) as info:
+        op.execute({})  # type: ignore[arg-type]
+    assert info.value.status_code == status
+    assert seen == ["GET"]
+
+
+def test_bulk_rows_fail_and_nothing_is_sent_when_the_lookup_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import truto_conn_json
+    from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_TRUTO_DEFAULT", truto_conn_json())
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.method)
+        if request.method == "GET":
+            return httpx2.Response(403, json={"statusCode": 403, "message": "forbidden"})
+        return httpx2.Response(200, json={"id": "1"})
+
+    op = UpdateOpportunitiesOperator(
+        task_id="write",
+        updates=[{"id": f"opp-{i}", "body": {"amount": i}} for i in range(4)],
+        max_failed=10,
+        progress_every_seconds=None,
+        hook_params={
+            "async_transport": httpx2.MockTransport(handler),
+            "retry_policy": RetryPolicy(max_retries=0),
+        },
+    )
+    summary = op.execute({})  # type: ignore[arg-type]
+    assert summary["outcomes"]["updated"] == 0
+    assert summary["outcomes"]["failed"] + summary["outcomes"]["invalid"] == 4
+    assert "PATCH" not in seen
+    assert seen.count("GET") == 1
 
 
 def test_transient_error_on_lookup_propagates() -> None:
