@@ -1,20 +1,31 @@
 """Type-aware comparison of a desired opportunity update with the opportunity as the CRM has it.
 
 Used by ``skip_unchanged=True`` (send only what differs, skip rows with nothing to change) and by
-``dry_run=True`` (the plan: per field, old -> new).
+``dry_run=True`` (the plan: per field, old -> new). The rules are listed in docs/data_safety.md.
 
-Equality is by meaning, not by JSON text:
+One principle: a field is "unchanged" only when the read **proves** that writing it would leave
+the CRM as it is. When in doubt the field counts as changed and is sent (a needless write costs a
+call; a write judged unchanged by mistake silently loses the user's data). So:
 
-* numbers: ``100 == 100.0 == "100.00"`` (exact decimal comparison, no float rounding);
-* date-times: the same instant in any offset is equal; a date-only value equals midnight of that
-  day (in the other value's own offset);
+* a field the read did not return (Truto's list endpoints and some CRMs return a subset of the
+  fields) is **unknown**, never empty: it is sent, and the plan says its old value is unknown;
+  the same for a ``custom_fields`` key the read did not return;
+* ``custom_fields`` is read as a mapping, a JSON object string, or a list of distinct
+  ``{"name": ..., "value": ...}`` entries; in any other shape every key written is changed;
+* numbers (``amount``) compare as exact decimals: ``100 == 100.0 == "100.00"``;
+* date-time fields of the model (``close_date``, ``created_at`` ...) compare as instants in any
+  offset; a date-only value means midnight UTC of that day (as the model sends it); a date-time
+  without an offset, or text that is not ISO 8601, proves nothing;
 * id objects (``owner``, ``account``): ``{"id": "x"}`` equals ``{"id": "x", "name": "..."}``;
-* ``stage``: by id when the update gives one, else by name;
-* ``contact`` (ids) and ``tags`` (ids, or names for tags given by name) compare as sets;
-* ``custom_fields``: only the keys being written are compared, each with the rules above (lists
-  of values compare as multisets, so a multi-select in another order is equal);
-* other strings: exact (case and whitespace matter);
-* clearing (``None``) equals a value that is already empty (missing, ``null``, ``""``, ``[]``).
+  ``stage`` by id when the update gives one, else by name; ``contact`` (ids) and ``tags`` (ids,
+  or names for tags given by name) compare as sets;
+* string fields compare as strings, exactly (case, whitespace; ``"5"`` is not ``5``);
+* custom field values have no declared type: values of the same JSON type compare by value
+  (numbers as decimals, lists as multisets, id objects by id); values of different types are
+  equal only when the string is exactly the other's JSON text (``"true" == true``,
+  ``"7" == 7``, but ``"7.0" != 7``); a string that looks like a date is still a string;
+* clearing (``None``) equals a value that is present and already empty (``null``, ``""``,
+  ``[]``, ``{}``).
 
 ``remote_data`` goes to the CRM untransformed, in the CRM's write shape, which need not match
 anything the GET returns; it cannot be compared reliably, so when given it is **always sent** and
@@ -24,26 +35,31 @@ counts as a change (a row with ``remote_data`` is never "unchanged"). The plan s
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from truto_airflow.models._types import parse_datetime
+import pendulum
+
 from truto_airflow.models.opportunity import Opportunity, OpportunityUpdate, parse_update_body
 
 __all__ = [
     "REMOTE_DATA_NOTE",
+    "UNKNOWN_NOTE",
     "FieldChange",
     "UpdateDiff",
     "apply_update",
+    "custom_fields_mapping",
     "diff_update",
     "values_equal",
 ]
 
 DATETIME_FIELDS = frozenset({"close_date", "created_at", "updated_at", "last_activity_at"})
 NUMBER_FIELDS = frozenset({"amount"})
+STRING_FIELDS = frozenset({"name", "description", "currency", "status", "close_time"})
 ID_FIELDS = frozenset({"owner", "account"})
 PASSTHROUGH = "remote_data"
 
@@ -51,11 +67,13 @@ REMOTE_DATA_NOTE = (
     "remote_data is passed to the CRM as is and cannot be compared with what it returns, "
     "so it is always sent"
 )
+UNKNOWN_NOTE = "not returned by the read of the current state, so its value is unknown: it is sent"
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_ISO_DATETIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|z|[+-]\d{2}:?\d{2})?)?$"
+_ISO_WITH_OFFSET = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 )
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
 # -- scalar helpers ---------------------------------------------------------------------------
@@ -63,6 +81,10 @@ _ISO_DATETIME = re.compile(
 
 def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, (str, list, tuple, dict)) and len(value) == 0)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
 
 
 def _as_decimal(value: Any) -> Decimal | None:
@@ -77,7 +99,7 @@ def _as_decimal(value: Any) -> Decimal | None:
         return Decimal(repr(value)) if value == value and abs(value) != float("inf") else None
     if isinstance(value, str):
         text = value.strip().replace("_", "")
-        if not text or not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", text):
+        if not text or not _NUMBER_TEXT.fullmatch(text):
             return None
         try:
             number = Decimal(text)
@@ -87,50 +109,45 @@ def _as_decimal(value: Any) -> Decimal | None:
     return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
-
-
 def _numbers_equal(a: Any, b: Any) -> bool:
     da, db = _as_decimal(a), _as_decimal(b)
-    if da is None or db is None:
-        return bool(a == b)
-    return da == db
+    return da is not None and db is not None and da == db
 
 
-def _as_datetime(value: Any) -> tuple[dt.datetime, bool] | None:
-    """``(aware datetime, date_only)`` or ``None`` when the value is not a date-time."""
+def _instant(value: Any) -> dt.datetime | None:
+    """The instant a date-time value names, or ``None`` when it names none for sure.
+
+    A date-only value is midnight UTC of that day (how the model sends one). A date-time without
+    an offset could be in any zone, and text that is not ISO 8601 is not read at all.
+    """
     if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-        return aware, False
+        return value if value.tzinfo is not None else None
     if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc), True
-    if isinstance(value, str) and _ISO_DATETIME.match(value.strip()):
-        try:
-            return parse_datetime(value), bool(_DATE_ONLY.match(value.strip()))
-        except ValueError:
-            return None
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        if _DATE_ONLY.match(text):
+            day = dt.date.fromisoformat(text)
+            return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+        if _ISO_WITH_OFFSET.match(text):
+            parsed = pendulum.parse(text)
+            return parsed if isinstance(parsed, dt.datetime) and parsed.tzinfo else None
+    except (ValueError, OverflowError):
+        return None
     return None
 
 
 def _datetimes_equal(a: Any, b: Any) -> bool:
-    pa, pb = _as_datetime(a), _as_datetime(b)
-    if pa is None or pb is None:
-        return bool(a == b)
-    (va, a_date), (vb, b_date) = pa, pb
-    if a_date and b_date:
-        return va.date() == vb.date()
-    if a_date or b_date:
-        day, moment = (va, vb) if a_date else (vb, va)
-        return moment.date() == day.date() and moment.timetz().replace(tzinfo=None) == dt.time()
-    return va == vb
+    ia, ib = _instant(a), _instant(b)
+    return ia is not None and ib is not None and ia == ib
 
 
-def _bool_like(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
+def _json_text(value: Any) -> str | None:
+    """The JSON text of a scalar (``true``, ``7``, ``7.5``), ``None`` for anything else."""
+    if isinstance(value, bool) or _is_number(value):
+        return str(value) if isinstance(value, Decimal) else json.dumps(value)
     return None
 
 
@@ -138,20 +155,9 @@ def _bool_like(value: Any) -> bool | None:
 
 
 def _loose_equal(desired: Any, current: Any) -> bool:
-    """Equality by meaning for values of unknown type (custom fields, unmodelled fields)."""
+    """Equality by meaning for values of no declared type (custom field values)."""
     if _is_empty(desired) or _is_empty(current):
         return _is_empty(desired) and _is_empty(current)
-    if isinstance(desired, bool) or isinstance(current, bool):
-        bd, bc = _bool_like(desired), _bool_like(current)
-        return bd is not None and bd == bc
-    if _is_number(desired) or _is_number(current):
-        return _as_decimal(desired) is not None and _numbers_equal(desired, current)
-    if isinstance(desired, str) and isinstance(current, str):
-        if desired == current:
-            return True
-        if _as_datetime(desired) is not None and _as_datetime(current) is not None:
-            return _datetimes_equal(desired, current)
-        return False
     if isinstance(desired, Mapping) and isinstance(current, Mapping):
         if "id" in desired and not _is_empty(desired["id"]):
             # An id object: the id decides; other keys given must match too.
@@ -160,7 +166,19 @@ def _loose_equal(desired: Any, current: Any) -> bool:
         return all(_loose_equal(desired.get(k), current.get(k)) for k in keys)
     if isinstance(desired, (list, tuple)) and isinstance(current, (list, tuple)):
         return _multiset_equal(list(desired), list(current))
-    return bool(desired == current)
+    if isinstance(desired, str) and isinstance(current, str):
+        return desired == current
+    if isinstance(desired, bool) and isinstance(current, bool):
+        return desired is current
+    if _is_number(desired) and _is_number(current):
+        return _numbers_equal(desired, current)
+    # Different JSON types: equal only when the string is the other value's exact JSON text
+    # (CRMs such as HubSpot return every property as a string: "true", "7").
+    if isinstance(desired, str):
+        return _json_text(current) == desired
+    if isinstance(current, str):
+        return _json_text(desired) == current
+    return False
 
 
 def _multiset_equal(desired: list[Any], current: list[Any]) -> bool:
@@ -175,6 +193,34 @@ def _multiset_equal(desired: list[Any], current: list[Any]) -> bool:
         else:
             return False
     return True
+
+
+def custom_fields_mapping(value: Any) -> Mapping[str, Any] | None:
+    """The current ``custom_fields`` as a mapping, or ``None`` when its shape proves nothing.
+
+    Read as given: a mapping; a JSON object string (Truto's docs show that shape); a list of
+    ``{"name": ..., "value": ...}`` entries with distinct names. ``null`` and any other shape
+    (a list of plain values, duplicate names, entries without a value) give ``None``: then no
+    key can be proven unchanged.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, (list, tuple)):
+        out: dict[str, Any] = {}
+        for entry in value:
+            if not isinstance(entry, Mapping) or "value" not in entry:
+                return None
+            name = entry.get("name")
+            if not isinstance(name, str) or name in out:
+                return None
+            out[name] = entry["value"]
+        return out
+    return None
 
 
 # -- typed fields -----------------------------------------------------------------------------
@@ -243,24 +289,27 @@ def _tags_equal(desired: Any, current: Any) -> bool:
     return all(_ref_id(t) in want_ids or _ref_name(t) in want_names for t in have)
 
 
-def _empty_for(name: str, desired: Any, current: Any) -> bool | None:
-    """Clearing semantics: ``None`` when neither side is empty, else whether both are."""
-    if _is_empty(desired) or _is_empty(current):
-        return _is_empty(desired) and _is_empty(current)
-    return None
+def _custom_key_changed(have: Mapping[str, Any] | None, key: str, value: Any) -> bool:
+    """Whether writing ``value`` to custom field ``key`` changes it (unknown counts as changed)."""
+    return have is None or key not in have or not _loose_equal(value, have[key])
 
 
 def values_equal(name: str, desired: Any, current: Any) -> bool:
-    """Whether writing ``desired`` to field ``name`` would leave ``current`` as it is."""
+    """Whether writing ``desired`` to field ``name`` would leave ``current`` (present in the read)
+    as it is. A field the read did not return is unknown: :func:`diff_update` never calls this
+    for it."""
     if name == PASSTHROUGH:
         return False
-    empty = _empty_for(name, desired, current)
-    if empty is not None:
-        return empty
+    if _is_empty(desired) or _is_empty(current):
+        if name == "custom_fields" and isinstance(desired, Mapping) and not desired:
+            return True  # writes no key
+        return _is_empty(desired) and _is_empty(current)
     if name in NUMBER_FIELDS:
         return _numbers_equal(desired, current)
     if name in DATETIME_FIELDS:
         return _datetimes_equal(desired, current)
+    if name in STRING_FIELDS and isinstance(desired, str):
+        return isinstance(current, str) and desired == current
     if name in ID_FIELDS:
         return _id_equal(desired, current)
     if name == "stage":
@@ -269,13 +318,9 @@ def values_equal(name: str, desired: Any, current: Any) -> bool:
         return _contacts_equal(desired, current)
     if name == "tags":
         return _tags_equal(desired, current)
-    if name == "custom_fields":
-        if not isinstance(desired, Mapping):
-            return _loose_equal(desired, current)
-        have = current if isinstance(current, Mapping) else {}
-        return all(_loose_equal(v, have.get(k)) for k, v in desired.items())
-    if isinstance(desired, str) and isinstance(current, str):
-        return desired == current
+    if name == "custom_fields" and isinstance(desired, Mapping):
+        have = custom_fields_mapping(current)
+        return not any(_custom_key_changed(have, k, v) for k, v in desired.items())
     return _loose_equal(desired, current)
 
 
@@ -298,14 +343,19 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class FieldChange:
-    """One field that would change: what the CRM has, what would be written."""
+    """One field that would change: what the CRM has (when the read returned it), what would be
+    written, and a note when something needs saying (unknown old value, ``remote_data``)."""
 
     old: Any
     new: Any
     note: str | None = None
+    #: False when the read did not return the field: ``old`` is then meaningless.
+    known: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"old": self.old, "new": self.new}
+        out: dict[str, Any] = (
+            {"old": self.old, "new": self.new} if self.known else {"new": self.new}
+        )
         if self.note:
             out["note"] = self.note
         return out
@@ -317,7 +367,8 @@ class UpdateDiff:
 
     ``body`` is the minimal PATCH body (JSON-ready): the changed fields (``custom_fields`` cut to
     the changed keys), plus ``keep`` fields and uncompared fields that ride along when anything is
-    written. It is empty when there is nothing to change.
+    written. It is empty when there is nothing to change. ``unknown`` names the changed fields
+    (or ``custom_fields`` keys' field) the read did not prove: a fuller read may settle them.
     """
 
     changes: Mapping[str, FieldChange]
@@ -325,6 +376,7 @@ class UpdateDiff:
     body: dict[str, Any]
     carried: tuple[str, ...] = ()
     uncompared: tuple[str, ...] = field(default=())
+    unknown: tuple[str, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -345,6 +397,7 @@ class UpdateDiff:
             "unchanged": list(self.unchanged),
             "carried": list(self.carried),
             "uncompared": list(self.uncompared),
+            "unknown": list(self.unknown),
         }
 
     def minimal_update(self) -> OpportunityUpdate | None:
@@ -356,12 +409,32 @@ def _current_mapping(current: Mapping[str, Any] | Opportunity | None) -> dict[st
     if current is None:
         return {}
     if isinstance(current, Opportunity):
-        return current.model_dump(mode="json")
-    return dict(current)
+        # Only what the read returned: a field the model defaults to None was not read.
+        return current.model_dump(mode="json", exclude_unset=True)
+    return dict(current) if isinstance(current, Mapping) else {}
 
 
 def _desired_body(desired: OpportunityUpdate | Mapping[str, Any]) -> dict[str, Any]:
     return parse_update_body(desired).to_body()
+
+
+def _custom_fields_change(value: Mapping[str, Any], old: Any) -> FieldChange | None:
+    """The keys of ``value`` that change (``None`` when none does), old values where known."""
+    have = custom_fields_mapping(old)
+    changed = {k: v for k, v in value.items() if _custom_key_changed(have, k, v)}
+    if not changed:
+        return None
+    missing = [k for k in changed if have is None or k not in have]
+    note = None
+    if have is None:
+        note = (
+            "custom_fields in the current state is not a mapping of keys to values, so no key "
+            "can be compared: every key given is sent"
+        )
+    elif missing:
+        note = f"key(s) {', '.join(sorted(missing))} {UNKNOWN_NOTE}"
+    old_values = {k: _jsonable(have[k]) for k in changed if have is not None and k in have}
+    return FieldChange(old=old_values, new=_jsonable(changed), note=note)
 
 
 def diff_update(
@@ -371,7 +444,7 @@ def diff_update(
     keep: Collection[str] = (),
     uncompared: Collection[str] = (),
 ) -> UpdateDiff:
-    """Compare ``desired`` (a PATCH body) with ``current`` (the GET answer).
+    """Compare ``desired`` (a PATCH body) with ``current`` (what the read returned).
 
     :param keep: fields sent even when unchanged, if anything is written at all (e.g. the fields
         Teamleader requires in every update).
@@ -383,6 +456,7 @@ def diff_update(
     have = _current_mapping(current)
     changes: dict[str, FieldChange] = {}
     unchanged: list[str] = []
+    unknown: list[str] = []
     minimal: dict[str, Any] = {}
     skipped: list[str] = []
     for name, value in body.items():
@@ -393,18 +467,21 @@ def diff_update(
         if name in uncompared:
             skipped.append(name)
             continue
-        old = have.get(name)
-        if name == "custom_fields" and isinstance(value, Mapping):
-            old_map = old if isinstance(old, Mapping) else {}
-            changed_keys = {k: v for k, v in value.items() if not _loose_equal(v, old_map.get(k))}
-            if changed_keys:
-                changes[name] = FieldChange(
-                    old={k: _jsonable(old_map.get(k)) for k in changed_keys},
-                    new=_jsonable(changed_keys),
-                )
-                minimal[name] = changed_keys
-            else:
+        if name not in have:
+            changes[name] = FieldChange(None, _jsonable(value), UNKNOWN_NOTE, known=False)
+            minimal[name] = value
+            unknown.append(name)
+            continue
+        old = have[name]
+        if name == "custom_fields" and isinstance(value, Mapping) and value:
+            change = _custom_fields_change(value, old)
+            if change is None:
                 unchanged.append(name)
+            else:
+                changes[name] = change
+                minimal[name] = {k: value[k] for k in change.new}
+                if change.note is not None:
+                    unknown.append(name)
             continue
         if values_equal(name, value, old):
             unchanged.append(name)
@@ -426,6 +503,7 @@ def diff_update(
         body=ordered,
         carried=tuple(carried),
         uncompared=tuple(skipped),
+        unknown=tuple(unknown),
     )
 
 
@@ -435,14 +513,15 @@ def apply_update(
 ) -> dict[str, Any]:
     """The opportunity after a PATCH, as far as the unified fields go (for plans and tests).
 
-    ``custom_fields`` merge key by key; ``remote_data`` is not applied (its effect is the CRM's).
+    ``custom_fields`` merge key by key (into what :func:`custom_fields_mapping` reads of the
+    current value); ``remote_data`` is not applied (its effect is the CRM's).
     """
     state = _current_mapping(current)
     for name, value in _desired_body(update).items():
         if name == PASSTHROUGH:
             continue
         if name == "custom_fields" and isinstance(value, Mapping):
-            merged = dict(state.get(name) or {})
+            merged = dict(custom_fields_mapping(state.get(name)) or {})
             merged.update(value)
             state[name] = merged
         else:

@@ -52,15 +52,6 @@ def test_same_instant_in_other_offset_is_equal() -> None:
     assert not d.has_changes and d.unchanged == ("close_date",)
 
 
-def test_date_only_equals_midnight() -> None:
-    assert values_equal("close_date", "2026-12-01T00:00:00+00:00", "2026-12-01")
-    assert values_equal("close_date", "2026-12-01", "2026-12-01T00:00:00-05:00")
-    assert not values_equal("close_date", "2026-12-01T15:00:00+00:00", "2026-12-01")
-    assert not values_equal("close_date", "2026-12-02T00:00:00+00:00", "2026-12-01")
-    # through the model: a date-only desired value becomes midnight UTC
-    assert not diff_update({"close_date": "2026-12-01"}, {"close_date": "2026-12-01"}).has_changes
-
-
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda m: dt.timezone(dt.timedelta(minutes=m))
 )
@@ -117,11 +108,11 @@ def test_contacts_and_tags_are_sets() -> None:
 
 
 def test_custom_fields_only_written_keys_compared_and_minimal_body_cut() -> None:
-    cur = {"custom_fields": {"score": "7.0", "tier": "gold", "other": "untouched"}}
+    cur = {"custom_fields": {"score": "7", "tier": "gold", "other": "untouched"}}
     d = diff_update({"custom_fields": {"score": 7, "tier": "platinum"}}, cur)
     assert d.body == {"custom_fields": {"tier": "platinum"}}
     assert d.plan() == {"custom_fields": {"old": {"tier": "gold"}, "new": {"tier": "platinum"}}}
-    assert not diff_update({"custom_fields": {"score": 7.0}}, cur).has_changes
+    assert not diff_update({"custom_fields": {"score": "7"}}, cur).has_changes
 
 
 def test_custom_field_value_types() -> None:
@@ -129,6 +120,7 @@ def test_custom_field_value_types() -> None:
         "custom_fields": {
             "flag": "true",
             "when": "2026-01-01T00:00:00Z",
+            "absent": None,
             "multi": ["b", "a"],
             "ref": {"id": "x", "label": "X"},
             "empty": "",
@@ -137,7 +129,7 @@ def test_custom_field_value_types() -> None:
     }
     want = {
         "flag": True,
-        "when": "2026-01-01T01:00:00+01:00",
+        "when": "2026-01-01T00:00:00Z",
         "multi": ["a", "b"],
         "ref": {"id": "x"},
         "empty": None,
@@ -149,9 +141,11 @@ def test_custom_field_value_types() -> None:
     assert diff_update({"custom_fields": {"multi": ["a"]}}, cur).has_changes
 
 
-def test_custom_fields_against_missing_current() -> None:
+def test_custom_fields_against_null_current() -> None:
+    # null proves no key: "b" may hold a value the read did not show
     d = diff_update({"custom_fields": {"a": 1, "b": None}}, {"custom_fields": None})
-    assert d.body == {"custom_fields": {"a": 1}}
+    assert d.body == {"custom_fields": {"a": 1, "b": None}}
+    assert not diff_update({"custom_fields": None}, {"custom_fields": None}).has_changes
 
 
 # -- strings, clearing, remote_data -------------------------------------------------------------
@@ -164,7 +158,7 @@ def test_strings_are_exact() -> None:
 
 
 def test_clearing() -> None:
-    assert not diff_update({"description": None}, {}).has_changes
+    assert not diff_update({"description": None}, {"description": None}).has_changes
     assert not diff_update({"description": None}, {"description": ""}).has_changes
     assert not diff_update({"contact": []}, {"contact": None}).has_changes
     d = diff_update({"description": None}, {"description": "old"})
@@ -275,3 +269,273 @@ def test_minimal_body_is_enough(current_values: dict[str, Any], update: dict[str
 def test_diff_against_itself_is_empty(update: dict[str, Any]) -> None:
     assume(update)
     assert diff_update(update, update).body == {}
+
+
+# -- issue 8 D: "unchanged" only when the read proves it ------------------------------------------
+#
+# A field the read did not return is unknown, not empty; custom_fields in another shape than a
+# mapping is compared properly or treated as changed; strings compare as strings unless the field
+# is a date-time field of the model; a date-only value means midnight UTC of that day.
+
+# A current value for every field, each different from what ``WRITES`` asks for, so that a field
+# left out of the read must be what makes the row change.
+WRITES: dict[str, Any] = {
+    "name": "Deal",
+    "description": None,
+    "amount": 100,
+    "currency": "EUR",
+    "close_date": "2026-12-01T00:00:00+00:00",
+    "close_time": None,
+    "created_at": None,
+    "status": "open",
+    "owner": {"id": "u1"},
+    "account": {"id": "a1"},
+    "contact": [],
+    "stage": {"id": "s1"},
+    "tags": [],
+    "custom_fields": {"score": None},
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRITES))
+def test_a_field_missing_from_the_read_is_unknown_not_empty(name: str) -> None:
+    d = diff_update({name: WRITES[name]}, {"id": "opp-1"})
+    assert d.has_changes and name in d.body
+    change = d.plan()[name]
+    assert "old" not in change and "not returned" in change["note"]
+
+
+def test_clearing_over_a_partial_list_entry_is_sent() -> None:
+    # What the list endpoint returned for the opportunity: no description at all.
+    partial = {"id": "opp-1", "name": "Deal", "amount": 5}
+    d = diff_update({"description": None, "name": "Deal"}, partial)
+    assert d.body == {"description": None}
+    assert d.unknown == ("description",)
+    # present and null is a proof: nothing to send
+    assert not diff_update({"description": None}, {**partial, "description": None}).has_changes
+
+
+@pytest.mark.parametrize("current", [None, {}, {"other": 1}])
+def test_a_custom_field_key_missing_from_the_read_is_unknown(current: Any) -> None:
+    d = diff_update({"custom_fields": {"score": None, "tier": "gold"}}, {"custom_fields": current})
+    assert d.body == {"custom_fields": {"score": None, "tier": "gold"}}
+
+
+LIST_SHAPE = [{"name": "score", "value": 7}, {"name": "tier", "value": "gold"}]
+
+
+def test_custom_fields_as_a_list_of_name_value_pairs_are_compared_by_name() -> None:
+    cur = {"custom_fields": LIST_SHAPE}
+    assert not diff_update({"custom_fields": {"score": 7, "tier": "gold"}}, cur).has_changes
+    d = diff_update({"custom_fields": {"score": 8, "tier": "gold", "new": None}}, cur)
+    assert d.body == {"custom_fields": {"score": 8, "new": None}}
+    assert d.plan()["custom_fields"]["old"] == {"score": 7}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "score=7",
+        ["score", 7],
+        [{"name": "score", "value": 7}, {"name": "score", "value": 8}],  # ambiguous
+        [{"label": "score", "value": 7}],
+        [{"name": "score"}],
+        7,
+        True,
+        {"score"},
+    ],
+)
+def test_custom_fields_in_an_unknown_shape_are_changed_never_empty(shape: Any) -> None:
+    for want in ({"score": 7}, {"score": None}):
+        d = diff_update({"custom_fields": want}, {"custom_fields": shape})
+        assert d.body == {"custom_fields": want}, shape
+
+
+def test_custom_fields_as_json_text_are_read_as_the_mapping() -> None:
+    # Truto's docs show custom_fields as a JSON object string in their examples.
+    cur = {"custom_fields": '{"score": 7, "tier": "gold"}'}
+    assert not diff_update({"custom_fields": {"score": 7}}, cur).has_changes
+    assert diff_update({"custom_fields": {"score": 8}}, cur).has_changes
+
+
+@pytest.mark.parametrize(
+    ("desired", "current"),
+    [
+        ("2026-01-01", "2026-01-01T00:00:00Z"),
+        ("2026-01-01T00:00:00Z", "2026-01-01"),
+        ("2026-01-01T01:00:00+01:00", "2026-01-01T00:00:00Z"),
+        ("10:00", "10:00:00"),
+        (7, "7.0"),
+        (7.5, "7.50"),
+        ("7", 7.0),
+        ("1e3", 1000),
+        (False, "False"),
+        ({"at": "2026-01-01"}, {"at": "2026-01-01T00:00:00Z"}),
+        (["2026-01-01"], ["2026-01-01T00:00:00Z"]),
+    ],
+)
+def test_custom_field_strings_compare_as_strings(desired: Any, current: Any) -> None:
+    d = diff_update({"custom_fields": {"x": desired}}, {"custom_fields": {"x": current}})
+    assert d.body == {"custom_fields": {"x": desired}}
+
+
+@pytest.mark.parametrize(
+    ("desired", "current"),
+    [(7, "7"), (7.5, "7.5"), (7, 7.0), (True, "true"), ("true", True), ("7", 7), (None, "")],
+)
+def test_custom_field_values_with_the_same_json_text_are_equal(desired: Any, current: Any) -> None:
+    assert not diff_update(
+        {"custom_fields": {"x": desired}}, {"custom_fields": {"x": current}}
+    ).body
+
+
+@pytest.mark.parametrize("name", ["name", "description", "currency", "status", "close_time"])
+@pytest.mark.parametrize(
+    ("desired", "current"),
+    [("2026-01-01", "2026-01-01T00:00:00Z"), ("5", 5), ("true", True), ("1.0", "1")],
+)
+def test_string_fields_compare_as_strings(name: str, desired: str, current: Any) -> None:
+    assert diff_update({name: desired}, {name: current}).has_changes
+
+
+def test_date_only_means_midnight_utc_of_that_day() -> None:
+    # code and docs/data_safety.md: a date-only value is midnight UTC of that date
+    assert values_equal("close_date", "2026-12-01", "2026-12-01T00:00:00Z")
+    assert values_equal("close_date", "2026-12-01T00:00:00+00:00", "2026-12-01")
+    assert values_equal("close_date", "2026-12-01", "2026-12-01")
+    assert not values_equal("close_date", "2026-12-01", "2026-12-01T00:00:00-05:00")
+    assert not values_equal("close_date", "2026-12-01T00:00:00+05:00", "2026-12-01")
+    assert diff_update(
+        {"close_date": "2026-12-01T00:00:00-05:00"}, {"close_date": "2026-12-01"}
+    ).body
+    assert not diff_update({"close_date": "2026-12-01"}, {"close_date": "2026-12-01"}).body
+
+
+@pytest.mark.parametrize("current", ["2026-12-01T00:00:00", "2026-12-01 00:00", "Dec 1 2026", 0])
+def test_a_date_time_without_offset_or_not_iso_is_not_proof(current: Any) -> None:
+    assert diff_update({"close_date": "2026-12-01T00:00:00Z"}, {"close_date": current}).body
+
+
+def test_decimal_in_custom_fields_is_sent_as_a_json_number() -> None:
+    from truto_airflow.models.opportunity import parse_update_body
+
+    body = parse_update_body(
+        {"amount": Decimal("1.50"), "custom_fields": {"x": Decimal("1.50"), "n": [Decimal("2")]}}
+    ).to_body()
+    assert json.dumps(body["custom_fields"]) == '{"x": 1.5, "n": [2]}'
+    assert body["amount"] == 1.5
+
+
+# -- properties over partial and odd current states ---------------------------------------------
+
+odd_custom = st.one_of(
+    st.none(),
+    st.text(max_size=6),
+    st.integers(),
+    st.lists(scalars, max_size=3),
+    st.lists(
+        st.fixed_dictionaries(
+            {"name": st.sampled_from("abcde")}, optional={"value": custom_values}
+        ),
+        max_size=4,
+    ),
+    st.dictionaries(st.sampled_from("abcde"), custom_values, max_size=4),
+)
+odd_values: dict[str, st.SearchStrategy[Any]] = {
+    **field_values,
+    "custom_fields": odd_custom,
+    "close_date": st.one_of(
+        field_values["close_date"],
+        aware.map(lambda d: d.date().isoformat()),
+        aware.map(lambda d: d.replace(tzinfo=None).isoformat()),
+        st.text(max_size=12),
+    ),
+    "name": st.one_of(st.text(max_size=6), st.integers(0, 9), st.none()),
+    "amount": st.one_of(field_values["amount"], st.text(max_size=6), st.booleans()),
+}
+partial_states = st.fixed_dictionaries({}, optional=odd_values)
+
+
+def _custom_mapping(value: Any) -> dict[str, Any] | None:
+    """The test's own reading of a custom_fields value: a mapping, a JSON object text, or a list
+    of distinct ``{name, value}`` pairs; anything else proves nothing."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and "value" in e for e in value
+    ):
+        names = [e["name"] for e in value]
+        return {e["name"]: e["value"] for e in value} if len(set(names)) == len(names) else None
+    return None
+
+
+@given(updates, partial_states)
+def test_unchanged_only_for_fields_the_read_returned(update: dict[str, Any], current: Any) -> None:
+    d = diff_update(update, current)
+    for name in d.unchanged:
+        assert name in current, name
+        if name == "custom_fields" and update[name]:
+            have = _custom_mapping(current[name])
+            assert have is not None and set(update[name]) <= set(have)
+    written = set(update) - set(d.uncompared)
+    assert set(d.unchanged) | set(d.changes) == written
+
+
+@given(updates, partial_states)
+def test_minimal_body_lands_where_the_full_body_does(update: dict[str, Any], current: Any) -> None:
+    d = diff_update(update, current)
+    full = apply_update(current, update)
+    minimal = apply_update(current, d.body)
+    for name in update:
+        assert name in minimal, name  # never "unchanged" on a field the read did not return
+        if name == "custom_fields" and update[name]:
+            have = _custom_mapping(minimal[name])
+            assert have is not None and set(update[name]) <= set(have)
+            for key in update[name]:
+                assert values_equal("custom_fields", {key: full[name][key]}, have)
+        else:
+            assert values_equal(name, full[name], minimal[name]) or name in d.body
+
+
+# Mutations of a state that holds the update which are real changes: each must be detected.
+def _mutations(name: str, value: Any) -> list[Any]:
+    out: list[Any] = [_MISSING]
+    if isinstance(value, str) and name not in {"close_date", "created_at"}:
+        out += [value + " ", value.upper() if value.upper() != value else value + "x"]
+    if isinstance(value, str) and name in {"close_date", "created_at"}:
+        moment = dt.datetime.fromisoformat(value)
+        out.append((moment + dt.timedelta(seconds=1)).isoformat())
+        other_offset = dt.datetime.fromisoformat(moment.date().isoformat() + "T00:00:00-01:00")
+        if other_offset != moment:
+            out.append(other_offset.isoformat())
+        out.append(moment.replace(tzinfo=None).isoformat())
+    return out
+
+
+_MISSING = object()
+
+
+@given(updates, updates)
+def test_real_changes_are_never_unchanged(base: dict[str, Any], update: dict[str, Any]) -> None:
+    state = apply_update(_current_from(base), update)
+    for name in update:
+        for mutated in _mutations(name, state.get(name)):
+            cur = dict(state)
+            if mutated is _MISSING:
+                cur.pop(name, None)
+            else:
+                cur[name] = mutated
+            assert name in diff_update(update, cur).body, (name, mutated)
+        if name == "custom_fields" and update[name]:
+            for key in update[name]:
+                cur = dict(state)
+                cur[name] = {k: v for k, v in state[name].items() if k != key}
+                assert key in diff_update(update, cur).body.get(name, {}), key
+                as_list = [{"name": k, "value": v} for k, v in state[name].items()]
+                cur[name] = as_list
+                assert not diff_update({name: update[name]}, cur).body

@@ -74,3 +74,22 @@ def parse_amount(value: Any) -> int | float:
 
 #: An amount: int or float on the wire.
 Amount = Annotated[int | float, BeforeValidator(parse_amount)]
+
+
+def decimals_as_numbers(value: Any) -> Any:
+    """A ``Decimal`` anywhere inside a free-form value becomes a JSON number, as for ``amount``.
+
+    Pydantic would send a ``Decimal`` inside ``dict[str, Any]`` as a string (``"1.50"``), which a
+    numeric CRM field may refuse or store as text.
+    """
+    if isinstance(value, Decimal):
+        return parse_amount(value)
+    if isinstance(value, dict):
+        return {k: decimals_as_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [decimals_as_numbers(v) for v in value]
+    return value
+
+
+#: A free-form JSON object (``custom_fields``, ``remote_data``): decimals sent as numbers.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(decimals_as_numbers)]

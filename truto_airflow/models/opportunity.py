@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from truto_airflow.exceptions import TrutoInputError
-from truto_airflow.models._types import Amount, IsoDateTime
+from truto_airflow.models._types import Amount, IsoDateTime, JsonObject
 from truto_airflow.rendered import parse_object_text
 
 __all__ = [
@@ -100,8 +100,8 @@ class OpportunityUpdate(_Strict):
     stage: StageRef | None = None
     status: str | None = None
     tags: list[TagRef] | None = None
-    custom_fields: dict[str, Any] | None = None
-    remote_data: dict[str, Any] | None = None
+    custom_fields: JsonObject | None = None
+    remote_data: JsonObject | None = None
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body to send: only the fields that were set, explicit ``None`` as ``null``."""
