@@ -269,14 +269,21 @@ def test_dry_run_sends_no_write_and_returns_the_plan(
     assert emu.opportunity("pipedrive", "opp-pipedrive-0003") == before
 
 
-def test_dry_run_without_diff_lists_the_fields_it_would_send(
+def test_dry_run_without_skip_unchanged_still_shows_old_and_new(
     emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_account(monkeypatch, emu, "hubspot")
-    plan, _ = run_single(monkeypatch, "opp-hubspot-0001", {"amount": 1}, dry_run="True")
-    assert plan["compared"] is False
-    assert plan["changes"] == {"amount": {"new": 1}}
-    assert [r.method for r in emu.requests()] == ["GET"]  # the account lookup only
+    before = emu.opportunity("hubspot", "opp-hubspot-0001")
+    plan, log = run_single(
+        monkeypatch, "opp-hubspot-0001", {"amount": 1, "name": before["name"]}, dry_run="True"
+    )
+    assert plan["compared"] is True and plan["outcome"] == "would_update"
+    assert plan["changes"] == {"amount": {"old": before["amount"], "new": 1}}
+    assert plan["unchanged"] == ["name"]
+    # without skip_unchanged the real run sends the whole body, unchanged fields included
+    assert plan["body"] == {"amount": 1, "name": before["name"]}
+    assert [r.method for r in emu.requests()] == ["GET", "GET"]  # account lookup, current state
+    assert any(f"amount: {before['amount']!r} -> 1" in m for m in log.infos)
 
 
 def test_dry_run_fails_where_the_real_run_would(

@@ -24,11 +24,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from truto_airflow.bulk.outcomes import Outcome
+from truto_airflow.bulk.outcomes import Outcome, RowResult
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RunIdentity
-from truto_airflow.bulk.rejects import RecordSpill
+from truto_airflow.bulk.rejects import RecordSpill, RejectedRows
 from truto_airflow.bulk.rows import RawRow
-from truto_airflow.diff import UpdateDiff, diff_update
+from truto_airflow.data_safety import SafetyDecision, decide, reads_current
 from truto_airflow.exceptions import (
     TrutoAPIError,
     TrutoInputError,
@@ -98,6 +98,10 @@ class CurrentState:
 
     async def get(self, account: str, opportunity_id: str) -> dict[str, Any]:
         """The opportunity now (a snapshot entry is used once; later reads GET afresh)."""
+        return (await self.read(account, opportunity_id))[0]
+
+    async def read(self, account: str, opportunity_id: str) -> tuple[dict[str, Any], bool]:
+        """:meth:`get`, and whether the answer is a list entry (which may hold fewer fields)."""
         if self.source_for(account) == "list":
             lock = self._locks.setdefault(account, asyncio.Lock())
             async with lock:
@@ -105,7 +109,11 @@ class CurrentState:
                     self._snapshots[account] = await self._walk_list(account)
             found = self._snapshots[account].pop(opportunity_id, None)
             if found is not None:
-                return found
+                return found, True
+        return await self.fetch(account, opportunity_id), False
+
+    async def fetch(self, account: str, opportunity_id: str) -> dict[str, Any]:
+        """``GET`` the opportunity (every field the CRM returns), whatever the account's source."""
         self.calls["get"] += 1
         prepared = self.hook.prepare(
             "GET",
@@ -153,6 +161,7 @@ class CurrentState:
         return {
             "get_calls": self.calls["get"],
             "list_pages": self.calls["list_pages"],
+            "reread_after_list": self.calls["reread"],
             "accounts_read_by_list": sorted(a for a in self.wanted if self.source_for(a) == "list"),
         }
 
@@ -171,7 +180,11 @@ class PlanRecorder(RecordSpill):
 
 
 class DataSafetyPlanner:
-    """The bulk plan step for preflight, ``skip_unchanged`` and ``dry_run`` (module docstring)."""
+    """The bulk plan step for preflight, ``skip_unchanged`` and ``dry_run`` (module docstring).
+
+    The decision itself is :func:`truto_airflow.data_safety.decide`, the same as the single
+    operator's; this class does the I/O around it (account lookup, reading current state).
+    """
 
     def __init__(
         self,
@@ -202,7 +215,6 @@ class DataSafetyPlanner:
             resolved = await self.preflight.aresolve(item.account)
         except Exception as exc:  # transient after retries: fail the row (retryable), not blind
             text = f"could not look up the integration of account {item.account}: {exc}"
-            self._record(item, "failed", message=text)
             return PlanDecision(Outcome.FAILED, text, error="preflight_lookup")
         report = self.preflight.check(body, integrated_account_id=item.account, resolved=resolved)
         policy = self.preflight.policy
@@ -211,32 +223,31 @@ class DataSafetyPlanner:
             if not self.unsupported[key]:
                 self.log.warning("Preflight (first of possibly many rows): %s", issue.message)
             self.unsupported[key] += 1
-        message = report.error_message(policy)
-        if message:
-            self.invalid += 1
-            self._record(item, "invalid", message=message)
-            return PlanDecision(Outcome.INVALID, message, error="preflight")
-        diff: UpdateDiff | None = None
-        if self.skip_unchanged:
+        flags = {"skip_unchanged": self.skip_unchanged, "dry_run": self.dry_run}
+        current: dict[str, Any] | None = None
+        if reads_current(report, policy, **flags):
             try:
-                current = await self.current.get(item.account, item.opportunity_id)
+                current, listed = await self.current.read(item.account, item.opportunity_id)
+                if listed:
+                    diff = decide(body, report, policy=policy, current=current, **flags).diff
+                    if diff is not None and diff.unknown:
+                        # The list left fields out: a GET may prove them unchanged.
+                        self.current.calls["reread"] += 1
+                        current = await self.current.fetch(item.account, item.opportunity_id)
             except (TrutoAPIError, TrutoNetworkError) as exc:
                 text = f"could not read the current opportunity to compare: {exc}"
-                self._record(item, "failed", message=text)
                 return PlanDecision(Outcome.FAILED, text, error="read_current")
-            diff = diff_update(
-                body,
-                current,
-                keep=report.required_fields,
-                uncompared=report.unsupported_fields if policy != "error" else (),
-            )
-            if not diff.has_changes:
-                self._record(item, "unchanged", diff=diff)
-                return PlanDecision(Outcome.UNCHANGED, "every field already holds this value")
-        if self.dry_run:
-            self._record(item, "would_update", diff=diff)
+        decision = decide(body, report, policy=policy, current=current, **flags)
+        if decision.outcome == "invalid":
+            self.invalid += 1
+            return PlanDecision(Outcome.INVALID, str(decision.message), error="preflight")
+        if decision.outcome == "unchanged":
+            self._record(item, decision)
+            return PlanDecision(Outcome.UNCHANGED, "every field already holds this value")
+        if decision.outcome == "would_update":
+            self._record(item, decision)
             return PlanDecision(Outcome.WOULD_UPDATE, "dry run: not sent")
-        if diff is None or diff.body == body:
+        if decision.body == body:
             return item
         key = derive_idempotency_key(
             dag_id=self.identity.dag_id,
@@ -245,41 +256,44 @@ class DataSafetyPlanner:
             map_index=self.identity.map_index,
             integrated_account_id=item.account,
             opportunity_id=item.opportunity_id,
-            body=diff.body,
+            body=decision.body,
         )
         request = dataclasses.replace(
-            item.request, json_body=diff.body, fields=tuple(diff.body), idempotency_key=key
+            item.request,
+            json_body=decision.body,
+            fields=tuple(decision.body),
+            idempotency_key=key,
         )
         return RowItem(
             item.index, item.opportunity_id, item.account, request, item.line, item.attempts
         )
 
-    def _record(
-        self,
-        item: RowItem,
-        outcome: str,
-        *,
-        diff: UpdateDiff | None = None,
-        message: str | None = None,
-    ) -> None:
-        if not self.dry_run:
-            return
-        body = item.request.json_body
-        row: dict[str, Any] = {
-            "row": item.index,
-            "id": item.opportunity_id,
-            "integrated_account_id": item.account,
-            "outcome": outcome,
-        }
-        if message:
-            row["message"] = message
-        if outcome in {"would_update", "unchanged"}:
-            if diff is None:
-                row["changes"] = {name: {"new": value} for name, value in body.items()}
-            else:
-                row["changes"] = diff.plan()
-                row["unchanged"] = list(diff.unchanged)
-        self.plan_rows.add(row)
+    def _record(self, item: RowItem, decision: SafetyDecision) -> None:
+        """A dry run's plan row for a row this step settled (rejected rows: :meth:`rejected`)."""
+        if self.dry_run:
+            self.plan_rows.add(
+                {
+                    "row": item.index,
+                    "id": item.opportunity_id,
+                    "integrated_account_id": item.account,
+                    **decision.plan(),
+                }
+            )
+
+    def rejected(self, result: RowResult) -> None:
+        """Every rejected row (refused by validation or preflight, or failed) joins a dry run's
+        plan with its reason, wherever in the pipeline it was rejected."""
+        if self.dry_run:
+            self.plan_rows.add(
+                {
+                    "row": result.index,
+                    "id": result.opportunity_id,
+                    "integrated_account_id": result.integrated_account_id,
+                    "outcome": result.outcome.value,
+                    "error": result.error,
+                    "message": result.message,
+                }
+            )
 
     def describe(self) -> dict[str, Any]:
         """The ``data_safety`` entry of the bulk summary."""
@@ -290,8 +304,21 @@ class DataSafetyPlanner:
             "skip_unchanged": self.skip_unchanged,
             "dry_run": self.dry_run,
         }
-        if self.skip_unchanged:
+        if self.skip_unchanged or self.dry_run:
             info["current_state"] = self.current.describe()
         if self.dry_run:
             info["plan"] = self.plan_rows.finish()
         return info
+
+
+class PlannedRejectedRows(RejectedRows):
+    """The run's rejected rows, each also handed to the data-safety step (a dry run lists them
+    in its plan). The engine records every rejected row here, wherever it was rejected."""
+
+    def __init__(self, planner: DataSafetyPlanner, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.planner = planner
+
+    def add(self, result: RowResult) -> None:
+        super().add(result)
+        self.planner.rejected(result)

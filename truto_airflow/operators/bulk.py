@@ -24,10 +24,16 @@ from truto_airflow.bulk.ledger import (
 )
 from truto_airflow.bulk.outcomes import format_outcome_table
 from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
-from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import open_source, resolve_path
-from truto_airflow.bulk.safety import CurrentState, DataSafetyPlanner, PlanRecorder, scan_wanted_ids
+from truto_airflow.bulk.safety import (
+    CurrentState,
+    DataSafetyPlanner,
+    PlannedRejectedRows,
+    PlanRecorder,
+    scan_wanted_ids,
+)
 from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
+from truto_airflow.data_safety import format_change
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
@@ -317,10 +323,12 @@ class UpdateOpportunitiesOperator(BaseOperator):
             progress_every_seconds=self.progress_every_seconds,
             inline_rejected=self.inline_rejected,
         )
-        rejected = RejectedRows(
-            destination=blank_to_none(self.rejected_rows_path), inline_limit=self.inline_rejected
-        )
         safety = self._safety_planner(identity, preparer)
+        rejected = PlannedRejectedRows(
+            safety,
+            destination=blank_to_none(self.rejected_rows_path),
+            inline_limit=self.inline_rejected,
+        )
         engine = BulkEngine(
             self.hook,
             preparer,
@@ -381,7 +389,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
             logger=self.log,
         )
         current = None
-        if skip:
+        if skip or dry_run:
             # Which ids each account needs decides GET-per-row vs the list endpoint.
             default = blank_to_none(self.integrated_account_id)
 
@@ -420,9 +428,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
             self.log.info("Dry run: no write was sent; plan of %d row(s):", plan["count"])
             for row in plan["rows"]:
                 changes = ", ".join(
-                    f"{name}: {change.get('old', '?')!r} -> {change['new']!r}"
-                    if name != "remote_data"
-                    else "remote_data: always sent"
+                    format_change(name, change)
                     for name, change in (row.get("changes") or {}).items()
                 )
                 self.log.info(

@@ -18,20 +18,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from truto_airflow.diff import UpdateDiff, diff_update
+from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
 from truto_airflow.idempotency import context_identity, derive_idempotency_key
 from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
-from truto_airflow.preflight import Preflight, PreflightReport, coerce_flag, validate_policy
+from truto_airflow.preflight import Preflight, coerce_flag, validate_policy
 from truto_airflow.rendered import blank_to_none, rendered_mapping
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-__all__ = ["UpdateOpportunityOperator", "first_opportunity_url"]
+__all__ = ["TRUTO_PLAN_XCOM_KEY", "UpdateOpportunityOperator", "first_opportunity_url"]
+
+#: A dry run also pushes its plan under this key, so it is in XCom even when the run fails.
+TRUTO_PLAN_XCOM_KEY = "truto_plan"
 
 #: Chunk size when streaming a ``truto_response_format=stream`` body to ``output_path``.
 STREAM_CHUNK_SIZE = 64 * 1024
@@ -236,7 +239,12 @@ class UpdateOpportunityOperator(BaseOperator):
             self.hook.close()  # the pool is not needed after the task (reopened on next use)
 
     def _update(self, context: Context) -> Any:
-        prepared = self.prepare(context)
+        try:
+            prepared = self.prepare(context)
+        except TrutoInputError as exc:
+            if self._dry_run_flag():
+                self._refused_plan(context, str(exc))
+            raise
         prepared_or_outcome = self._data_safety(context, prepared)
         if not isinstance(prepared_or_outcome, PreparedRequest):
             return prepared_or_outcome
@@ -264,8 +272,35 @@ class UpdateOpportunityOperator(BaseOperator):
 
     # -- data safety: preflight, skip-unchanged, dry run (docs/data_safety.md) ------------------
 
+    def _dry_run_flag(self) -> bool:
+        """``dry_run`` as given, ``False`` when it is not a flag (``_data_safety`` says why)."""
+        try:
+            return coerce_flag("dry_run", blank_to_none(self.plan_only))
+        except TrutoInputError:
+            return False
+
+    def _refused_plan(self, context: Context | Mapping[str, Any], message: str) -> None:
+        """A dry run whose input is refused still shows its plan: one row, ``invalid``, why."""
+        account = blank_to_none(self.integrated_account_id)
+        outcome: dict[str, Any] = {
+            "outcome": "invalid",
+            "dry_run": True,
+            "opportunity_id": str(self.opportunity_id),
+            "integrated_account_id": None if account is None else str(account),
+            "message": message,
+        }
+        self._log_plan(outcome)
+        self._push_plan(context, outcome)
+
+    @staticmethod
+    def _push_plan(context: Context | Mapping[str, Any], outcome: Mapping[str, Any]) -> None:
+        ti = context.get("ti")
+        if ti is not None:
+            ti.xcom_push(key=TRUTO_PLAN_XCOM_KEY, value=dict(outcome))
+
     def _data_safety(self, context: Context, prepared: PreparedRequest) -> Any:
-        """Preflight, then diff (``skip_unchanged``); the PATCH to send, or the XCom outcome."""
+        """Preflight, read, decide (:func:`~truto_airflow.data_safety.decide`); the PATCH to
+        send, or the XCom outcome (``unchanged``, or the dry run's plan)."""
         policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
         skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
         dry_run = coerce_flag("dry_run", blank_to_none(self.plan_only))
@@ -277,65 +312,55 @@ class UpdateOpportunityOperator(BaseOperator):
             hook=self.hook,
             logger=self.log,
         )
-        report = preflight.run(
-            prepared.json_body,
-            integrated_account_id=account,
-            what=f"opportunity {self.opportunity_id}",
-        )
-        diff: UpdateDiff | None = None
-        if skip:
-            current = self.hook.get_opportunity(
+        report = preflight.check(prepared.json_body, integrated_account_id=account)
+        for issue in report.warnings(policy):
+            self.log.warning("Preflight (opportunity %s): %s", self.opportunity_id, issue.message)
+        current: Mapping[str, Any] | None = None
+        if reads_current(report, policy, skip_unchanged=skip, dry_run=dry_run):
+            got = self.hook.get_opportunity(
                 self.opportunity_id, integrated_account_id=account, ignore_remote_data=True
             )
-            diff = diff_update(
-                prepared.json_body,
-                current if isinstance(current, Mapping) else {},
-                keep=report.required_fields,
-                uncompared=report.unsupported_fields if policy != "error" else (),
-            )
-        outcome = self._outcome(account, report, prepared, diff, dry_run=dry_run)
+            current = got if isinstance(got, Mapping) else {}
+        decision = decide(
+            prepared.json_body,
+            report,
+            policy=policy,
+            skip_unchanged=skip,
+            dry_run=dry_run,
+            current=current,
+        )
+        outcome = self._outcome(account, decision, dry_run=dry_run)
         if dry_run:
             self._log_plan(outcome)
+            self._push_plan(context, outcome)
+        if decision.outcome == "invalid":
+            raise TrutoInputError(str(decision.message))
+        if dry_run:
             return outcome
-        if diff is None:
-            return prepared
-        if not diff.has_changes:
+        if decision.outcome == "unchanged":
             self.log.info(
                 "Truto opportunity %s unchanged (fields %s already hold these values): no write",
                 self.opportunity_id,
-                ",".join(diff.unchanged),
+                ",".join(outcome.get("unchanged", ())),
             )
             return outcome
-        return self.prepare(context, body=diff.body)
+        if decision.body == prepared.json_body:
+            return prepared
+        return self.prepare(context, body=decision.body)
 
-    def _outcome(
-        self,
-        account: str,
-        report: PreflightReport,
-        prepared: PreparedRequest,
-        diff: UpdateDiff | None,
-        *,
-        dry_run: bool,
-    ) -> dict[str, Any]:
-        body = prepared.json_body if diff is None else diff.body
-        if diff is None:
-            changes = {name: {"new": value} for name, value in prepared.json_body.items()}
-        else:
-            changes = diff.plan()
+    def _outcome(self, account: str, decision: SafetyDecision, *, dry_run: bool) -> dict[str, Any]:
+        """The XCom of a run that sends nothing: the decision's plan entry, with context."""
+        plan = decision.plan()
         result: dict[str, Any] = {
-            "outcome": "would_update" if body else "unchanged",
+            "outcome": plan.pop("outcome"),
             "dry_run": dry_run,
             "opportunity_id": str(self.opportunity_id),
             "integrated_account_id": account,
-            "integration": report.integration,
-            "compared": diff is not None,
-            "changes": changes,
-            "body": body,
-            "preflight": report.to_dict(),
+            "integration": decision.report.integration,
+            **plan,
+            "body": decision.body,
+            "preflight": decision.report.to_dict(),
         }
-        if diff is not None:
-            result["unchanged"] = list(diff.unchanged)
-            result["carried"] = list(diff.carried)
         return result
 
     def _log_plan(self, outcome: Mapping[str, Any]) -> None:
@@ -344,14 +369,12 @@ class UpdateOpportunityOperator(BaseOperator):
             self.opportunity_id,
             outcome["outcome"],
         )
-        for name, change in outcome["changes"].items():
-            if name == "remote_data":  # passthrough data may hold anything: keys only
-                keys = sorted(change.get("new") or {})
-                self.log.info("  remote_data: always sent (keys %s)", ",".join(keys))
-            elif "old" in change:
-                self.log.info("  %s: %r -> %r", name, change["old"], change["new"])
-            else:
-                self.log.info("  %s: -> %r (current value not read)", name, change["new"])
+        if outcome.get("message"):
+            self.log.info("  refused: %s", outcome["message"])
+        for name, change in (outcome.get("changes") or {}).items():
+            self.log.info("  %s", format_change(name, change))
+        for name in outcome.get("unchanged") or ():
+            self.log.info("  %s: unchanged", name)
 
     def _stream_to_output(self, prepared: PreparedRequest) -> tuple[dict[str, Any], int]:
         target = blank_to_none(self.output_path)
