@@ -146,10 +146,11 @@ class UpdateOpportunitiesOperator(BaseOperator):
     :param skip_unchanged: read each opportunity's current state (GET per row, or the list
         endpoint for accounts with many rows) and send only the fields that differ; rows with
         nothing to change end ``unchanged``. Reads the input twice (ids first). (templated)
-    :param dry_run: validate, preflight and (with ``skip_unchanged``) diff, send no write; rows
+    :param dry_run: validate, preflight, read the current state and diff, send no write; rows
         end ``would_update``/``unchanged``/``invalid`` and the summary's
-        ``data_safety.plan`` lists fields that would change, old -> new (the first
-        ``inline_plan`` rows; all of them in a JSON Lines file when larger). Stored as
+        ``data_safety.plan`` has one entry per input row (refused rows with their reason) with
+        the fields that would change, old -> new (the first ``inline_plan`` rows; all of them
+        in a JSON Lines file when larger). Stored as
         :attr:`plan_only`, because ``BaseOperator.dry_run()`` is a method. (templated)
     :param plan_path: where to write the full dry-run plan (local path or
         ``ObjectStoragePath`` URL); by default a local temporary file when the plan is larger

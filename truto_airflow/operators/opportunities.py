@@ -91,8 +91,10 @@ class UpdateOpportunityOperator(BaseOperator):
     :param skip_unchanged: read the opportunity first and send only the fields whose value
         differs; with nothing to change, no write is sent and the XCom is
         ``{"outcome": "unchanged", ...}``. (templated)
-    :param dry_run: validate, preflight and (with ``skip_unchanged``) diff, then return the plan
-        to XCom and the log without sending any write. Stored as :attr:`plan_only`, because
+    :param dry_run: validate, preflight, read the current state and diff, then return the plan
+        (old -> new) to XCom and the log without sending any write; the plan is also pushed
+        under the XCom key ``truto_plan``, even when the input is refused. Stored as
+        :attr:`plan_only`, because
         ``BaseOperator.dry_run()`` is a method. (templated)
     """
 
