@@ -1,9 +1,10 @@
 """When and how long to retry a Truto call (tenacity underneath).
 
-Retried: 429 (after ``Retry-After`` in seconds or as an HTTP date, else ``ratelimit-reset``, else
-exponential backoff with full jitter), 500/502/504, connection errors, timeouts and dropped
-connections. Never retried: 400/401/403/404/405/409/422 (the request itself is wrong) and 503,
-which Truto uses for a blocked integrated account. Every wait is capped, and so is the total.
+Retried: 429 (after ``Retry-After`` in seconds or as an HTTP date, else ``ratelimit-reset``,
+else exponential backoff; a garbage hint counts as none), 500/502/504, connection errors,
+timeouts and dropped connections. Never retried: 400/401/403/404/405/409/422 (the request
+itself is wrong) and 503, which Truto uses for a blocked integrated account. Every wait is
+capped, and so is the total.
 PATCH retries are safe because the hook sends one ``Idempotency-Key`` for all attempts.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import datetime as dt
 import email.utils
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +25,13 @@ import tenacity
 
 from truto_airflow.exceptions import TrutoAPIError
 
-__all__ = ["RETRY_STATUSES", "RetryPolicy", "parse_retry_after"]
+__all__ = [
+    "MAX_HINT_SECONDS",
+    "RETRY_STATUSES",
+    "RetryPolicy",
+    "parse_delay_seconds",
+    "parse_retry_after",
+]
 
 #: HTTP statuses worth another attempt.
 RETRY_STATUSES = frozenset({429, 500, 502, 504})
@@ -42,34 +50,60 @@ class RetryLogger(Protocol):
     def warning(self, msg: Any, /, *args: Any) -> Any: ...
 
 
+#: A server hint longer than this (a day) is garbage, not advice: it is ignored for backoff.
+MAX_HINT_SECONDS = 86_400.0
+
+#: ``delay-seconds``: digits with an optional fraction. Stricter than ``float()``, which also
+#: takes ``nan``, ``inf``, ``-1``, ``1e400`` and ``1_000``.
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def parse_delay_seconds(raw: str | None) -> float | None:
+    """A header's seconds (``Retry-After``, ``ratelimit-reset``); ``None`` if absent or garbage.
+
+    Garbage is anything but a plain non-negative number up to :data:`MAX_HINT_SECONDS`.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not _DELAY_SECONDS.fullmatch(text):
+        return None
+    value = float(text)
+    return value if value <= MAX_HINT_SECONDS else None
+
+
+def _parse_http_date(raw: str, now: dt.datetime | None) -> float | None:
+    """Seconds until an RFC 9110 HTTP date (0 once passed); ``None`` for anything else."""
+    try:
+        when = email.utils.parsedate_to_datetime(raw.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # no zone, or "-0000": not an HTTP date (those are GMT)
+        return None
+    current = now or dt.datetime.now(dt.timezone.utc)
+    seconds = (when - current).total_seconds()
+    return max(0.0, seconds) if seconds <= MAX_HINT_SECONDS else None
+
+
 def parse_retry_after(
     headers: Mapping[str, str], *, now: dt.datetime | None = None
 ) -> float | None:
-    """Seconds to wait, from ``Retry-After`` (seconds or HTTP date), else ``ratelimit-reset``."""
+    """Seconds the server asks us to wait: the one reader of server wait hints.
+
+    ``Retry-After`` (seconds or an HTTP date), else ``ratelimit-reset``. ``None`` when there is
+    no usable hint: absent, or garbage (negative, NaN, infinite, longer than a day, not a
+    number, a malformed date), so the caller backs off instead of retrying at once or sleeping
+    for ever. Callers cap the result with their own ``max_wait``.
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     raw = lowered.get("retry-after")
     if raw is not None:
-        raw = raw.strip()
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.timezone.utc)
-            current = now or dt.datetime.now(dt.timezone.utc)
-            return max(0.0, (when - current).total_seconds())
-    reset = lowered.get("ratelimit-reset")
-    if reset is not None:
-        try:
-            return max(0.0, float(reset.strip()))
-        except ValueError:
-            return None
-    return None
+        seconds = parse_delay_seconds(raw)
+        if seconds is None:
+            seconds = _parse_http_date(raw, now)
+        if seconds is not None:
+            return seconds
+    return parse_delay_seconds(lowered.get("ratelimit-reset"))
 
 
 class _StopOnTotalWait(tenacity.stop.stop_base):
@@ -118,12 +152,14 @@ class RetryPolicy:
 
     def wait_seconds(self, exc: BaseException | None, attempt: int) -> float:
         """How long to wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.max_wait, self.backoff_base * 2 ** max(0, attempt - 1))
         if isinstance(exc, TrutoAPIError) and exc.status_code == 429:
             advised = parse_retry_after(exc.headers)
             if advised is not None:
                 return min(advised, self.max_wait)
+            # Told to slow down without a usable hint: at least half the backoff, never "now".
+            return random.uniform(ceiling / 2, ceiling)
         # Full jitter: uniform in [0, base * 2^(attempt-1)], capped (spreads a herd of workers).
-        ceiling = min(self.max_wait, self.backoff_base * 2 ** max(0, attempt - 1))
         return random.uniform(0.0, ceiling)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:

@@ -24,7 +24,7 @@ def api_error(status: int, headers: dict[str, str] | None = None) -> TrutoAPIErr
     [
         ({"Retry-After": "12"}, 12.0),
         ({"retry-after": "1.5"}, 1.5),
-        ({"Retry-After": "-3"}, 0.0),
+        ({"Retry-After": "-3"}, None),  # garbage: no hint (the caller backs off)
         ({"Retry-After": "Sat, 28 Nov 2026 12:00:30 GMT"}, 30.0),
         ({"Retry-After": "Sat, 28 Nov 2026 11:00:00 GMT"}, 0.0),
         ({"Retry-After": "garbage", "ratelimit-reset": "9"}, 9.0),

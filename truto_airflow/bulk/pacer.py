@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from truto_airflow.retry import parse_retry_after
+from truto_airflow.retry import parse_delay_seconds, parse_retry_after
 
 __all__ = ["AccountPacer", "RateLimitInfo"]
 
@@ -44,7 +44,7 @@ class RateLimitInfo:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
         remaining = _int(headers.get("ratelimit-remaining"))
-        reset = _float(headers.get("ratelimit-reset"))
+        reset = parse_delay_seconds(headers.get("ratelimit-reset"))
         raw_limit = headers.get("ratelimit-limit")
         limit: int | None = None
         window: float | None = None
@@ -54,29 +54,18 @@ class RateLimitInfo:
             for part in params.split(";"):
                 key, _, value = part.strip().partition("=")
                 if key.strip().lower() == "w":
-                    window = _float(value)
+                    window = parse_delay_seconds(value)
         if remaining is None and reset is None and limit is None:
             return None
         return cls(limit=limit, window_s=window, remaining=remaining, reset_s=reset)
 
 
 def _int(text: str | None) -> int | None:
+    """A count header (``ratelimit-remaining``, ``ratelimit-limit``): a plain whole number."""
     if text is None:
         return None
-    try:
-        return int(float(text.strip()))
-    except ValueError:
-        return None
-
-
-def _float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text.strip())
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
+    text = text.strip()
+    return int(text) if text.isdigit() and text.isascii() and len(text) <= 12 else None
 
 
 class AccountPacer:
@@ -173,7 +162,9 @@ class AccountPacer:
             self.limit = info.limit
         if info.window_s is not None:
             self.window_s = info.window_s
-        implied = now + info.reset_s if info.reset_s is not None else None
+        # The reset is a wait like Retry-After, so it is capped the same way: a server saying
+        # "3600" makes us probe again after ``max_wait``, not sleep for an hour.
+        implied = now + min(info.reset_s, self.max_wait) if info.reset_s is not None else None
         estimate = info.remaining - self.in_flight
         if implied is None:
             self.avail = estimate if self.avail is None else min(self.avail, estimate)
@@ -202,7 +193,7 @@ class AccountPacer:
         wait = parse_retry_after(headers)
         if wait is None:
             wait = self.backoff_base * 2 ** min(self.consecutive_429 - 1, 10)
-        wait = min(max(wait, 0.0), self.max_wait)
+        wait = min(wait, self.max_wait)
         self.blocked_until = max(self.blocked_until, now + wait)
         if info is not None and info.limit is not None:
             self.limit = info.limit
