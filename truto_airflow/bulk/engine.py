@@ -22,7 +22,6 @@ Shape of a run::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -51,6 +50,7 @@ from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPrepar
 from truto_airflow.bulk.progress import ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RowSource
+from truto_airflow.bulk.runner import wait_event
 from truto_airflow.bulk.spill import SpillQueue
 from truto_airflow.exceptions import TrutoAPIError
 from truto_airflow.retry import RETRY_STATUSES, RetryPolicy
@@ -261,8 +261,7 @@ class BulkEngine:
                 self._spill(acct, item)
                 return
             self._room.clear()
-            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin on Python 3.10
-                await asyncio.wait_for(self._room.wait(), 0.25)
+            await wait_event(self._room, 0.25)
 
     def _spill(self, acct: _Account, item: RowItem) -> None:
         if acct.spill is None:
@@ -353,8 +352,7 @@ class BulkEngine:
                 return None
             timeout = self._next_wake(now)
             self._work.clear()
-            with contextlib.suppress(asyncio.TimeoutError):  # not the builtin on Python 3.10
-                await asyncio.wait_for(self._work.wait(), timeout)
+            await wait_event(self._work, timeout)
 
     async def _worker(self) -> None:
         while True:

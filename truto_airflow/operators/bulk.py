@@ -6,8 +6,7 @@ Same models, validation and hook as the single-row operator; the engine lives in
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +24,7 @@ from truto_airflow.bulk.ledger import (
 from truto_airflow.bulk.outcomes import format_outcome_table
 from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
 from truto_airflow.bulk.rows import open_source, resolve_path
+from truto_airflow.bulk.runner import LoopRunner
 from truto_airflow.bulk.safety import (
     CurrentState,
     DataSafetyPlanner,
@@ -64,16 +64,6 @@ def _number(name: str, value: Any, *, kind: type = int, minimum: float = 0) -> A
     if number < minimum:
         raise TrutoInputError(f"{name} must be >= {minimum}, got {value!r}")
     return number
-
-
-def _run_loop(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run the engine on uvloop when it is installed (less CPU per request), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    result: dict[str, Any] = uvloop.run(coro)
-    return result
 
 
 def decide_failure(
@@ -345,7 +335,9 @@ class UpdateOpportunitiesOperator(BaseOperator):
             self.max_concurrency,
             ledger.store.description,
         )
-        summary = _run_loop(self._run(engine, source))
+        # execution_timeout and on_kill cancel the run; the hook's client closes on the way out.
+        self._runner = LoopRunner()
+        summary = self._runner.run(self._run(engine, source))
         summary["data_safety"] = safety.describe()
         self._log_data_safety(summary["data_safety"])
         self.log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
@@ -445,6 +437,10 @@ class UpdateOpportunitiesOperator(BaseOperator):
             await self.hook.aclose()
 
     def on_kill(self) -> None:
+        """End the async work (safe from Airflow's SIGTERM handler); else close the hook."""
+        runner: LoopRunner | None = self.__dict__.get("_runner")
+        if runner is not None and runner.stop():
+            return  # the run unwinds, closes the hook's client, and execute raises
         hook = self.__dict__.get("hook")
         if hook is not None:
             hook.close()
