@@ -90,6 +90,8 @@ class CurrentState:
         self.page_size = page_size
         self._snapshots: dict[str, dict[str, dict[str, Any]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Per account, fields a GET did not return (the CRM does not return them at all).
+        self._not_in_get: dict[str, set[str]] = {}
         self.calls: Counter[str] = Counter()
 
     def source_for(self, account: str) -> str:
@@ -122,6 +124,22 @@ class CurrentState:
         )
         data = self.hook.decode(await self.hook.asend(prepared))
         return data if isinstance(data, dict) else {}
+
+    async def reread(
+        self, account: str, opportunity_id: str, unknown: Iterable[str]
+    ) -> dict[str, Any] | None:
+        """A GET for a list entry that left the ``unknown`` fields out, or ``None`` when an
+        earlier GET of this account did not return them either (this one would not prove them;
+        left unknown, they are sent)."""
+        wanted = set(unknown)
+        never = self._not_in_get.setdefault(account, set())
+        if wanted <= never:
+            self.calls["reread_skipped"] += 1
+            return None
+        self.calls["reread"] += 1
+        data = await self.fetch(account, opportunity_id)
+        never.update(name for name in wanted if name not in data)
+        return data
 
     async def _walk_list(self, account: str) -> dict[str, dict[str, Any]]:
         remaining = set(self.wanted.get(account, ()))
@@ -162,6 +180,7 @@ class CurrentState:
             "get_calls": self.calls["get"],
             "list_pages": self.calls["list_pages"],
             "reread_after_list": self.calls["reread"],
+            "reread_skipped": self.calls["reread_skipped"],
             "accounts_read_by_list": sorted(a for a in self.wanted if self.source_for(a) == "list"),
         }
 
@@ -232,8 +251,10 @@ class DataSafetyPlanner:
                     diff = decide(body, report, policy=policy, current=current, **flags).diff
                     if diff is not None and diff.unknown:
                         # The list left fields out: a GET may prove them unchanged.
-                        self.current.calls["reread"] += 1
-                        current = await self.current.fetch(item.account, item.opportunity_id)
+                        fuller = await self.current.reread(
+                            item.account, item.opportunity_id, diff.unknown
+                        )
+                        current = current if fuller is None else fuller
             except (TrutoAPIError, TrutoNetworkError) as exc:
                 text = f"could not read the current opportunity to compare: {exc}"
                 return PlanDecision(Outcome.FAILED, text, error="read_current")

@@ -109,11 +109,11 @@ def run_single(crm: FakeCRM, body: Any, ti: FakeTI | None = None, **kwargs: Any)
 
 
 def run_bulk(crm: FakeCRM, updates: Any, **kwargs: Any) -> dict[str, Any]:
+    kwargs.setdefault("max_concurrency", 4)
     op = UpdateOpportunitiesOperator(
         task_id="write",
         updates=updates,
         integration="hubspot",
-        max_concurrency=4,
         progress_every_seconds=None,
         http_transport="httpx",
         hook_params={
