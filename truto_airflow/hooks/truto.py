@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
@@ -339,6 +340,33 @@ class PreparedRequest:
         return f"{self.method} {self.path}"
 
 
+class _KeepOpen(httpx2.BaseTransport):
+    """A transport given to the hook, as one client sees it: closing that client leaves it open
+    for the hook's other clients (the hook closes it with its last client)."""
+
+    def __init__(self, inner: httpx2.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        return None
+
+
+class _AsyncKeepOpen(httpx2.AsyncBaseTransport):
+    """The async :class:`_KeepOpen`."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
 class TrutoHook(BaseHook):
     """Talks to Truto's API with the token and defaults of one Airflow connection.
 
@@ -376,6 +404,10 @@ class TrutoHook(BaseHook):
         self._client: httpx2.Client | None = None
         self._async_client: httpx2.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        #: Clients in use (attempts in flight) and clients closed while in use (see _lease).
+        self._lock = threading.RLock()
+        self._leases: dict[httpx2.Client | httpx2.AsyncClient, int] = {}
+        self._retired: set[httpx2.Client | httpx2.AsyncClient] = set()
         self._account_cache: dict[str, dict[str, Any]] = {}
 
     # -- connection ---------------------------------------------------------------------------
@@ -475,7 +507,9 @@ class TrutoHook(BaseHook):
                 max_keepalive_connections=min(self._max_connections, 50),
             )
             self._client = httpx2.Client(
-                transport=self._transport, limits=limits, **self._client_kwargs()
+                transport=_KeepOpen(self._transport) if self._transport else None,
+                limits=limits,
+                **self._client_kwargs(),
             )
         return self._client
 
@@ -493,23 +527,98 @@ class TrutoHook(BaseHook):
                 max_keepalive_connections=self._max_connections,
             )
             self._async_client = httpx2.AsyncClient(
-                transport=self._async_transport, limits=limits, **self._client_kwargs()
+                transport=_AsyncKeepOpen(self._async_transport) if self._async_transport else None,
+                limits=limits,
+                **self._client_kwargs(),
             )
             self._async_loop = loop
         return self._async_client
 
     def close(self) -> None:
-        """Close the sync client (the async one is closed by :meth:`aclose`)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the sync client (the async one is closed by :meth:`aclose`).
+
+        Safe while other threads use the hook: a request in flight keeps its client until it
+        ends (the last one closes it), and any later attempt, a retry included, opens a fresh
+        pool. So a sibling's close never turns a write, applied or not, into a RuntimeError.
+        """
+        with self._lock:
+            client, self._client = self._client, None
+            close_now = client is not None and self._retire(client)
+        if client is not None and close_now:
+            self._close_client(client)
 
     async def aclose(self) -> None:
-        """Close the async client."""
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        """Close the async client (deferred, like :meth:`close`, while requests use it)."""
+        with self._lock:
+            client, self._async_client = self._async_client, None
             self._async_loop = None
+            close_now = client is not None and self._retire(client)
+        if client is not None and close_now:
+            await self._aclose_client(client)
+
+    # A client is *leased* for each attempt: close() detaches it at once (new attempts get a
+    # new pool) but only the last lease holder actually closes it.
+
+    def _retire(self, client: httpx2.Client | httpx2.AsyncClient) -> bool:
+        """Detach ``client``; ``True`` if nobody uses it (close it now), else its last user will."""
+        if client in self._leases:
+            self._retired.add(client)
+            return False
+        return True
+
+    def _release(self, client: httpx2.Client | httpx2.AsyncClient) -> bool:
+        """End one lease; ``True`` when the client was retired and this was its last user."""
+        with self._lock:
+            left = self._leases[client] - 1
+            if left:
+                self._leases[client] = left
+                return False
+            del self._leases[client]
+            if client in self._retired:
+                self._retired.discard(client)
+                return True
+            return False
+
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[httpx2.Client]:
+        with self._lock:
+            client = self.get_conn()
+            self._leases[client] = self._leases.get(client, 0) + 1
+        try:
+            yield client
+        finally:
+            if self._release(client):
+                self._close_client(client)
+
+    @contextlib.asynccontextmanager
+    async def _alease(self) -> AsyncIterator[httpx2.AsyncClient]:
+        with self._lock:
+            client = self.get_async_conn()
+            self._leases[client] = self._leases.get(client, 0) + 1
+        try:
+            yield client
+        finally:
+            if self._release(client):
+                await self._aclose_client(client)
+
+    def _live(self, kind: type[httpx2.Client | httpx2.AsyncClient]) -> bool:
+        current = self._client if kind is httpx2.Client else self._async_client
+        return current is not None or any(isinstance(c, kind) for c in self._leases)
+
+    def _close_client(self, client: httpx2.Client) -> None:
+        """Close a client; a transport given to the hook closes with the hook's last client."""
+        client.close()
+        with self._lock:
+            if self._transport is not None and not self._live(httpx2.Client):
+                self._transport.close()
+
+    async def _aclose_client(self, client: httpx2.AsyncClient) -> None:
+        await client.aclose()
+        if self._async_transport is not None:
+            with self._lock:
+                last = not self._live(httpx2.AsyncClient)
+            if last:
+                await self._async_transport.aclose()
 
     def __enter__(self) -> TrutoHook:
         return self
@@ -681,13 +790,12 @@ class TrutoHook(BaseHook):
 
     def send(self, request: PreparedRequest, *, retry: bool = True) -> httpx2.Response:
         """Send with retries; return the successful response or raise a Truto error."""
-        client = self.get_conn()
         policy = self.retry_policy if retry else replace(self.retry_policy, max_retries=0)
         attempts = 0
         started = time.monotonic()
         try:
             for attempt in policy.retrying(self.log, request.what):
-                with attempt:
+                with attempt, self._lease() as client:
                     attempts = attempt.retry_state.attempt_number
                     response = client.request(
                         request.method,
@@ -716,34 +824,36 @@ class TrutoHook(BaseHook):
 
         Retries cover reaching a 2xx status; once the body starts flowing it is the caller's.
         """
-        client = self.get_conn()
         attempts = 0
-        try:
-            for attempt in self.retry_policy.retrying(self.log, request.what):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    response = client.send(
-                        client.build_request(
-                            request.method,
-                            request.path,
-                            params=request.query,
-                            content=request.content,
-                            headers=request.headers,
-                        ),
-                        stream=True,
-                    )
-                    if not response.is_success:
-                        response.read()
-                        response.close()
-                        self._raise_for_status(response, request, attempts)
-        except TrutoAPIError:
-            raise
-        except httpx2.HTTPError as exc:
-            raise self._network_error(exc, request, attempts) from None
-        try:
-            yield response
-        finally:
-            response.close()
+        with contextlib.ExitStack() as held:  # the successful attempt's client lease
+            try:
+                for attempt in self.retry_policy.retrying(self.log, request.what):
+                    with attempt, contextlib.ExitStack() as lease:
+                        attempts = attempt.retry_state.attempt_number
+                        client = lease.enter_context(self._lease())
+                        response = client.send(
+                            client.build_request(
+                                request.method,
+                                request.path,
+                                params=request.query,
+                                content=request.content,
+                                headers=request.headers,
+                            ),
+                            stream=True,
+                        )
+                        if not response.is_success:
+                            response.read()
+                            response.close()
+                            self._raise_for_status(response, request, attempts)
+                        held.enter_context(lease.pop_all())
+            except TrutoAPIError:
+                raise
+            except httpx2.HTTPError as exc:
+                raise self._network_error(exc, request, attempts) from None
+            try:
+                yield response
+            finally:
+                response.close()
 
     def request(
         self,
@@ -931,20 +1041,20 @@ class TrutoHook(BaseHook):
 
     async def asend(self, request: PreparedRequest, *, retry: bool = True) -> httpx2.Response:
         """The asyncio twin of :meth:`send` (same policy, same errors)."""
-        client = self.get_async_conn()
         policy = self.retry_policy if retry else replace(self.retry_policy, max_retries=0)
         attempts = 0
         try:
             async for attempt in policy.async_retrying(self.log, request.what):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    response = await client.request(
-                        request.method,
-                        request.path,
-                        params=request.query,
-                        content=request.content,
-                        headers=request.headers,
-                    )
+                    async with self._alease() as client:
+                        response = await client.request(
+                            request.method,
+                            request.path,
+                            params=request.query,
+                            content=request.content,
+                            headers=request.headers,
+                        )
                     self._raise_for_status(response, request, attempts)
         except TrutoAPIError:
             raise
@@ -1059,26 +1169,26 @@ class TrutoHook(BaseHook):
         Transport failures propagate as ``httpx2`` exceptions; turn an error response into the
         typed Truto error with :meth:`api_error`.
         """
-        client = self.get_async_conn()
-        # One absolute URL (merging base URL and params would parse it three times, a
-        # measurable share of the CPU per row at bulk rates); same bytes on the wire as
-        # ``client.request(method, path, params=request.query)``.
-        url = f"{str(client.base_url).rstrip('/')}{request.path}"
-        query = str(request.query)
-        if query:
-            url = f"{url}?{query}"
-        send_raw = getattr(self._async_transport, "send_raw", None)
-        if send_raw is not None:
-            # A transport with a raw fast path (truto_airflow.bulk.transport): same client
-            # headers, timeout and no-redirect policy, without per-request model merging.
-            headers = [*client.headers.items(), *request.headers.items()]
-            response: httpx2.Response = await send_raw(
-                request.method, url, headers, request.content, timeout=self.settings.timeout
+        async with self._alease() as client:
+            # One absolute URL (merging base URL and params would parse it three times, a
+            # measurable share of the CPU per row at bulk rates); same bytes on the wire as
+            # ``client.request(method, path, params=request.query)``.
+            url = f"{str(client.base_url).rstrip('/')}{request.path}"
+            query = str(request.query)
+            if query:
+                url = f"{url}?{query}"
+            send_raw = getattr(self._async_transport, "send_raw", None)
+            if send_raw is not None:
+                # A transport with a raw fast path (truto_airflow.bulk.transport): same client
+                # headers, timeout and no-redirect policy, without per-request model merging.
+                headers = [*client.headers.items(), *request.headers.items()]
+                response: httpx2.Response = await send_raw(
+                    request.method, url, headers, request.content, timeout=self.settings.timeout
+                )
+                return response
+            return await client.request(
+                request.method, url, content=request.content, headers=request.headers
             )
-            return response
-        return await client.request(
-            request.method, url, content=request.content, headers=request.headers
-        )
 
     def api_error(
         self, response: httpx2.Response, request: PreparedRequest, attempts: int = 1
