@@ -21,6 +21,10 @@ Integrations that support opportunity update but appear in no field list (Salesf
 are read from the reference notes (``reference/truto_api.md`` section 3.3) as
 ``unlisted_integrations``.
 
+The "Response Body" section (up to the code samples) has the same per-field tables, saying which
+CRMs *return* each field; it is parsed the same way into ``response_fields`` (the emulator
+answers with exactly these fields per CRM).
+
 Usage: ``python scripts/generate_capabilities.py [DOCS_PAGE] [--reference REF] [--output OUT]``.
 """
 
@@ -107,6 +111,19 @@ def _request_body_lines(text: str) -> list[str]:
     return [line for line in lines[start + 1 : end] if line]
 
 
+def _response_body_lines(text: str) -> list[str]:
+    """From "Response Body" up to the first code sample (``curl -X ...``)."""
+    lines = [line.strip() for line in text.splitlines()]
+    try:
+        start = lines.index("Response Body")
+    except ValueError as exc:
+        raise DocsFormatError("page has no 'Response Body' section") from exc
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("curl ")), None)
+    if end is None:
+        raise DocsFormatError("cannot find the end of the 'Response Body' section")
+    return [line for line in lines[start + 1 : end] if line]
+
+
 def _split_blocks(lines: list[str]) -> list[tuple[str, str, list[str]]]:
     """Group lines into ``(name, type, body_lines)`` blocks, one per header line."""
     blocks: list[tuple[str, str, list[str]]] = []
@@ -182,6 +199,22 @@ def _check_status_total(body: list[str], status_values: dict[str, list[str]]) ->
         raise DocsFormatError(f"status: page lists {expected} values in total, parsed {total}")
 
 
+def parse_response(text: str) -> dict[str, Any]:
+    """Per response field: the CRMs that return it (``None``: every CRM, the passthrough)."""
+    fields: dict[str, Any] = {}
+    for name, type_, body in _split_blocks(_response_body_lines(text)):
+        parsed = _parse_support(name, body)
+        if parsed is None:
+            if type_ in ("", "string"):
+                continue  # a sub-field such as account.id or urls.url
+            fields[name] = {"type": type_, "returned_by": None}
+            continue
+        fields[name] = {"type": type_ or None, "returned_by": sorted(parsed[0])}
+    if "id" not in fields:
+        raise DocsFormatError("no 'id' field in the Response Body section")
+    return fields
+
+
 def parse_docs(text: str) -> dict[str, Any]:
     """Parse the page text into the capabilities document (see module docstring)."""
     fields: dict[str, Any] = {}
@@ -208,7 +241,12 @@ def parse_docs(text: str) -> dict[str, Any]:
             _check_status_total(body, values)
     if not fields:
         raise DocsFormatError("no body fields found")
-    return {"fields": fields, "status_values": status_values, "display_names": display}
+    return {
+        "fields": fields,
+        "status_values": status_values,
+        "display_names": display,
+        "response_fields": parse_response(text),
+    }
 
 
 def parse_unlisted(reference_text: str, listed: set[str]) -> dict[str, str]:
@@ -227,7 +265,7 @@ def build(docs_text: str, reference_text: str) -> dict[str, Any]:
     doc["display_names"].update(unlisted)
     doc["unlisted_integrations"] = sorted(unlisted)
     doc["source"] = {
-        "docs": "truto-docs/patch-unified-crm-opportunity.txt (Request Body section)",
+        "docs": "truto-docs/patch-unified-crm-opportunity.txt (Request and Response Body)",
         "unlisted": "reference/truto_api.md section 3.3",
     }
     return doc

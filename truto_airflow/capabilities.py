@@ -12,6 +12,9 @@ Two kinds of integration matter:
   for them, so nothing can be said per field: every field is assumed to be accepted.
 
 ``remote_data`` is the untransformed passthrough and is accepted for every integration.
+
+The page's response table says, the same way, which fields each CRM *returns*
+(:meth:`OpportunityCapabilities.returned_fields`); the emulator answers with exactly those.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class OpportunityCapabilities:
         }
         self._display: dict[str, str] = dict(data["display_names"])
         self._unlisted: frozenset[str] = frozenset(data["unlisted_integrations"])
+        self._returned: dict[str, frozenset[str] | None] = {
+            name: None if spec["returned_by"] is None else frozenset(spec["returned_by"])
+            for name, spec in data.get("response_fields", {}).items()
+        }
         self._by_squashed: dict[str, str] = {}
         for slug, display in self._display.items():
             self._by_squashed[_squash(slug)] = slug
@@ -122,6 +129,26 @@ class OpportunityCapabilities:
     def integrations_supporting(self, field: str) -> frozenset[str] | None:
         """Listed integrations supporting ``field``; ``None`` for the passthrough."""
         return self._fields[field].supported
+
+    def response_fields(self) -> frozenset[str]:
+        """Every field the docs' response table lists."""
+        return frozenset(self._returned)
+
+    def returned_fields(self, integration: str) -> frozenset[str] | None:
+        """Fields this integration returns per the response table; ``None`` when the page says
+        nothing about the integration (unlisted: Salesforce, Zoho CRM).
+
+        An integration that is listed for writes but appears in no response table (Teamleader)
+        returns only the passthrough fields.
+        """
+        slug = self.normalise_integration(integration)
+        if slug in self._unlisted:
+            return None
+        return frozenset(
+            name
+            for name, returned_by in self._returned.items()
+            if returned_by is None or slug in returned_by
+        )
 
     def status_values(self, integration: str) -> frozenset[str] | None:
         """Allowed ``status`` values, or ``None`` when the docs do not enumerate them."""

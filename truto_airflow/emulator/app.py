@@ -13,7 +13,9 @@ Assumptions where Truto documents nothing (see docs/emulator.md):
 * ``Idempotency-Key`` reuse with a *different* body answers 409; replays carry
   ``truto-idempotent-replay: true``; only non-5xx, non-429 outcomes are cached; the cache is
   keyed by integrated account + request path + key and lives until ``reset()``.
-* ``normalized`` returns the unified object with every documented field present (null if unset).
+* responses carry only the fields the docs' response table lists for the account's CRM
+  (everything for CRMs without a table); ``normalized`` has each of them (null if unset);
+* a non-UUID ``integrated_account_id`` is a 400.
 * ``stream`` sends the unified JSON in several chunks (chunked transfer encoding).
 * Injected 5xx happen before the write; dropped connections alternate before/after it.
 """
@@ -25,6 +27,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,11 +58,7 @@ __all__ = ["DroppedConnection", "create_app"]
 
 OPPORTUNITIES = "/unified/crm/opportunities"
 FORMATS = ("unified", "raw", "normalized", "stream")
-RESPONSE_FIELDS = (
-    "id", "account", "amount", "close_date", "contact", "created_at", "currency",
-    "custom_fields", "description", "last_activity_at", "name", "owner", "remote_data", "stage",
-    "status", "tags", "updated_at", "urls",
-)  # fmt: skip
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -161,11 +160,13 @@ def _options(query: dict[str, Any]) -> Options:
     )
 
 
-def _shape(item: dict[str, Any], opts: Options) -> dict[str, Any]:
+def _shape(
+    item: dict[str, Any], opts: Options, documented: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if opts.remote_query is not None and isinstance(item.get("remote_data"), dict):
         item["remote_data"] = {**item["remote_data"], "remote_query": opts.remote_query}
     if opts.fmt == "normalized":
-        item = {name: item.get(name) for name in sorted({*RESPONSE_FIELDS, *item})}
+        item = {name: item.get(name) for name in sorted({*documented, *item})}
     if opts.ignore_remote_data:
         item.pop("remote_data", None)
     for name in opts.exclude:
@@ -185,7 +186,7 @@ def _render(
 ) -> Response:
     if opts.fmt == "raw":
         return json_response(status, raw_response(account.integration, record))
-    body = _dumps(_shape(state.view(account, record), opts))
+    body = _dumps(_shape(state.view(account, record), opts, state.documented_fields(account)))
     if opts.fmt == "stream":
         return StreamingResponse(_stream(body), status, media_type="application/json")
     return Response(body, status, media_type="application/json")
@@ -199,6 +200,12 @@ def _raw_id(request: Request, prefix: str) -> str:
         if path.startswith(prefix + "/"):
             return unquote(path[len(prefix) + 1 :], encoding="utf-8", errors="replace")
     return str(request.path_params["opportunity_id"])
+
+
+def _check_uuid(account_id: str) -> None:
+    """Truto types ``integrated_account_id`` as a UUID; the 400 wording is the emulator's."""
+    if not _UUID.fullmatch(account_id):
+        raise ApiError(400, f"Invalid integrated_account_id {account_id!r}: expected a UUID.")
 
 
 def _cursor_offset(query: dict[str, Any]) -> int:
@@ -324,6 +331,7 @@ class Emulator:
                     }
                 },
             )
+        _check_uuid(account_id)
         account = self.state.accounts.get(account_id)
         if account is None:
             raise ApiError(404, f"Integrated account {account_id} not found.")
@@ -455,7 +463,8 @@ class Emulator:
             if body is not None or opts.fmt == "stream":
                 record = account.opportunities.get(call.opportunity_id or "")
                 if body is None and record is not None:
-                    body = _dumps(_shape(self.state.view(account, record), opts))
+                    view = self.state.view(account, record)
+                    body = _dumps(_shape(view, opts, self.state.documented_fields(account)))
                 self.state.idempotency[scope] = CachedResponse(
                     body_id, response.status_code, body or b"", "application/json"
                 )
@@ -505,9 +514,10 @@ class Emulator:
         await self._misbehave(call, account, fate)
         is_opportunity = call.request.url.path.startswith(OPPORTUNITIES)
         items = []
+        documented = self.state.documented_fields(account) if is_opportunity else frozenset()
         for item in source(account):
             view = self.state.view(account, item) if is_opportunity else dict(item)
-            items.append(_shape(view, opts))
+            items.append(_shape(view, opts, documented))
         page = _page(items, call.query)
         if fate.drop is not None:
             call.fault = f"drop_{fate.drop}"
@@ -518,6 +528,7 @@ class Emulator:
     async def integrated_account(self, request: Request) -> Response:
         async def handler(call: Call) -> Response:
             account_id = unquote(str(request.path_params["account_id"]))
+            _check_uuid(account_id)
             account = self.state.accounts.get(account_id)
             if account is None:
                 raise ApiError(404, f"Integrated account {account_id} not found.")
@@ -576,7 +587,7 @@ class Emulator:
             if action == "apply-count":
                 return state.apply_counts[(account.id, opp_id)]
             record = account.opportunities.get(opp_id)
-            return None if record is None else state.view(account, record)
+            return None if record is None else state.stored(account, record)
         if action == "requests":
             since = int(params.get("since", "0"))
             return [

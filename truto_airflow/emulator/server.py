@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx2
 
@@ -159,7 +159,8 @@ class EmulatorHandle:
         return EmulatorConfig.from_json(self._call("GET", "info")["config"])
 
     def opportunity(self, account_id: str, opp_id: str) -> dict[str, Any] | None:
-        """Current unified state of one opportunity (``None`` if it does not exist)."""
+        """What the CRM holds for one opportunity (``None`` if it does not exist), in unified
+        field names: every applied field, also those the CRM's reads do not return."""
         params = {"account_id": self.account_id(account_id), "id": opp_id}
         result: dict[str, Any] | None = self._call("GET", "opportunity", params=params)
         return result
@@ -217,9 +218,12 @@ class EmulatorHandle:
         )
 
     def airflow_conn_uri(self, account: str | None = None) -> str:
-        """The same connection as a URI (the base URL is percent-encoded into the host)."""
+        """The same connection as a URI: ``http://127.0.0.1`` percent-encoded into the host
+        (a URI has no other place for the scheme), the port in the port field."""
         query = urlencode({"integrated_account_id": self.account_id(account)})
-        return f"truto://:{quote(self.token, safe='')}@{quote(self.base_url, safe='')}/?{query}"
+        url = urlsplit(self.base_url)
+        origin = quote(f"{url.scheme}://{url.hostname}", safe="")
+        return f"truto://:{quote(self.token, safe='')}@{origin}:{url.port}/?{query}"
 
 
 def _serve_in_thread(config: EmulatorConfig, host: str) -> tuple[Any, threading.Thread, str]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from truto_airflow.capabilities import load_opportunity_capabilities
 from truto_airflow.emulator.config import EmulatorConfig
 from truto_airflow.emulator.faults import FaultInjector, RateLimiter
 from truto_airflow.emulator.seed import SeedAccount, build_seed, iso
@@ -24,6 +26,12 @@ __all__ = ["CachedResponse", "EmulatorState", "fingerprint"]
 
 #: Request headers worth recording; ``authorization`` is never among them.
 RECORDED_HEADERS = ("idempotency-key", "user-agent", "content-type", "accept", "x-request-id")
+
+
+@functools.cache
+def returned_fields(integration: str) -> frozenset[str] | None:
+    """The docs' response fields for an integration (``None``: the page has no table for it)."""
+    return load_opportunity_capabilities().returned_fields(integration)
 
 
 def fingerprint(body: bytes) -> str:
@@ -93,15 +101,34 @@ class EmulatorState:
         entry["seq"] = self.sequence
         self.log.append(entry)
 
-    def view(self, account: SeedAccount, record: dict[str, Any]) -> dict[str, Any]:
-        """The unified representation: ``remote_data`` is the vendor object plus passthrough."""
-        # Shallow copies suffice: views are serialised before the record can change again.
+    def stored(self, account: SeedAccount, record: dict[str, Any]) -> dict[str, Any]:
+        """The whole record as the CRM holds it (admin inspection, not an API answer)."""
         unified = {k: v for k, v in record.items() if k != "remote_data"}
         unified["remote_data"] = {
             **raw_object(account.integration, record),
             **(record.get("remote_data") or {}),
         }
         return unified
+
+    def view(self, account: SeedAccount, record: dict[str, Any]) -> dict[str, Any]:
+        """The unified representation, limited to the fields the docs' response table says this
+        CRM returns; ``remote_data`` is the vendor object plus passthrough.
+
+        The record may hold more (a write the CRM applies but does not echo, such as HubSpot's
+        ``status``): it is kept, and invisible to reads, like in the CRM behind Truto.
+        """
+        # Shallow copies suffice: views are serialised before the record can change again.
+        unified = self.stored(account, record)
+        returned = returned_fields(account.integration)
+        if returned is None:
+            return unified
+        return {k: v for k, v in unified.items() if k in returned}
+
+    @staticmethod
+    def documented_fields(account: SeedAccount) -> frozenset[str]:
+        """The fields a ``normalized`` answer always carries (``null`` when unset)."""
+        caps = load_opportunity_capabilities()
+        return caps.returned_fields(account.integration) or caps.response_fields()
 
     @staticmethod
     def now() -> str:

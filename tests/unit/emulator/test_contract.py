@@ -10,10 +10,12 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
+from truto_airflow.capabilities import load_opportunity_capabilities
 from truto_airflow.emulator.seed import SPECIAL_OPPORTUNITY_ID
 from truto_airflow.emulator.state import EmulatorState
 
 OPP = "/unified/crm/opportunities"
+CAPS = load_opportunity_capabilities()
 
 
 def _q(accounts: dict[str, str], key: str = "hubspot", **extra: Any) -> dict[str, Any]:
@@ -64,9 +66,27 @@ def test_integrated_account_id_required(client: TestClient) -> None:
 
 
 def test_unknown_account_404(client: TestClient) -> None:
-    response = client.get(f"{OPP}/opp-hubspot-0001", params={"integrated_account_id": "nope"})
+    unknown = "00000000-0000-4000-8000-000000000000"
+    response = client.get(f"{OPP}/opp-hubspot-0001", params={"integrated_account_id": unknown})
     assert response.status_code == 404
     _assert_error(response.json(), 404)
+
+
+@pytest.mark.parametrize(
+    "bad", ["nope", "62f44730dd91461eaedd9e0ad79d", "{62f44730-dd91-461e-bd6a-aedd9e0ad79d}", " "]
+)
+def test_non_uuid_account_is_400_in_truto_shape(client: TestClient, bad: str) -> None:
+    params = {"integrated_account_id": bad}
+    for response in (
+        client.get(f"{OPP}/opp-hubspot-0001", params=params),
+        client.patch(f"{OPP}/opp-hubspot-0001", params=params, json={"name": "x"}),
+        client.get(OPP, params=params),
+        client.get(f"/integrated-account/{quote(bad, safe='')}"),
+    ):
+        assert response.status_code == 400, response.text
+        body = response.json()
+        _assert_error(body, 400)
+        assert "UUID" in body["message"]
 
 
 def test_sandbox_rejects_writes_with_405_but_reads(
@@ -271,15 +291,60 @@ def test_raw_format_is_vendor_shaped(client: TestClient, accounts: dict[str, str
     assert pipedrive["data"]["title"] == "Raw"
 
 
-def test_normalized_format_has_every_documented_field(
+def test_normalized_format_has_every_field_the_crm_returns(
     client: TestClient, accounts: dict[str, str]
 ) -> None:
+    client.patch(f"{OPP}/opp-hubspot-0001", params=_q(accounts), json={"description": None})
     body = client.get(
         f"{OPP}/opp-hubspot-0001", params=_q(accounts, truto_response_format="normalized")
     ).json()
-    assert "currency" in body
-    assert body["currency"] is None
-    assert "last_activity_at" in body
+    assert set(body) == CAPS.returned_fields("hubspot")
+    assert body["description"] is None  # returned by HubSpot, unset: present as null
+    assert "currency" not in body and "urls" not in body  # HubSpot returns neither
+
+
+# -- which fields each CRM returns (the docs' response table) ---------------------------------
+@pytest.mark.parametrize("key", ["hubspot", "pipedrive", "attio", "teamleader", "salesforce"])
+def test_reads_and_writes_return_only_the_documented_fields(
+    client: TestClient, accounts: dict[str, str], state: EmulatorState, key: str
+) -> None:
+    account = state.accounts[accounts[key]]
+    returned = CAPS.returned_fields(account.integration)
+    opp_id = f"opp-{key}-0001"
+    stored = set(account.opportunities[opp_id]) | {"remote_data"}
+    expected = stored if returned is None else stored & returned
+    read = client.get(f"{OPP}/{opp_id}", params=_q(accounts, key)).json()
+    record = account.opportunities[opp_id]
+    body = {f: record[f] for f in CAPS.required_fields(account.integration)}  # Teamleader
+    written = client.patch(
+        f"{OPP}/{opp_id}", params=_q(accounts, key), json={**body, "remote_data": {"x": 1}}
+    ).json()
+    listed = client.get(OPP, params=_q(accounts, key, limit=1)).json()["result"][0]
+    for body in (read, written, listed):
+        assert set(body) == expected
+
+
+def test_docs_response_table_facts() -> None:
+    """Pinned from the page: a change to the generated data shows up here."""
+    assert CAPS.returned_fields("teamleader") == {"remote_data"}  # in no response table
+    assert CAPS.returned_fields("salesforce") is None  # the page says nothing: everything
+    hubspot = CAPS.returned_fields("hubspot")
+    assert hubspot is not None
+    assert not {"urls", "status", "currency", "tags", "last_activity_at"} & hubspot
+    for crm in ("attio", "close", "highlevel", "monday_crm", "onepagecrm", "pipedrive"):
+        assert "urls" in (CAPS.returned_fields(crm) or ())
+    assert "id" not in CAPS.returned_fields("teamleader")  # type: ignore[operator]
+
+
+def test_a_write_the_crm_applies_but_does_not_return_is_kept(
+    client: TestClient, accounts: dict[str, str], state: EmulatorState
+) -> None:
+    account = state.accounts[accounts["pipedrive"]]
+    response = client.patch(
+        f"{OPP}/opp-pipedrive-0001", params=_q(accounts, "pipedrive"), json={"close_time": "17:00"}
+    )
+    assert response.status_code == 200 and "close_time" not in response.json()
+    assert account.opportunities["opp-pipedrive-0001"]["close_time"] == "17:00"
 
 
 def test_invalid_format_is_400(client: TestClient, accounts: dict[str, str]) -> None:
@@ -419,7 +484,9 @@ def test_integrated_account_routes(client: TestClient, accounts: dict[str, str])
     }
     assert account["is_sandbox"] is False
     assert client.get(f"/integrated-account/{accounts['sandbox']}").json()["is_sandbox"] is True
-    assert client.get("/integrated-account/unknown").status_code == 404
+    assert client.get("/integrated-account/unknown").status_code == 400
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert client.get(f"/integrated-account/{unknown}").status_code == 404
     listing = client.get("/integrated-account", params={"limit": 1}).json()
     assert set(listing) == {"result", "next_cursor", "limit"}
     assert len(listing["result"]) == 1

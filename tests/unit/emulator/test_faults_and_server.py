@@ -245,7 +245,8 @@ def test_airflow_connection_values(fresh: EmulatorHandle) -> None:
 
     conn = Connection(conn_id="truto_default", uri=fresh.airflow_conn_uri())
     assert conn.conn_type == "truto"
-    assert conn.host == fresh.base_url
+    base = httpx2.URL(fresh.base_url)
+    assert (conn.host, conn.port) == (f"http://{base.host}", base.port)
     assert conn.password == TOKEN
     assert conn.extra_dejson["integrated_account_id"] == fresh.accounts["hubspot"]
 
