@@ -39,11 +39,15 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "truto",
                 "hook-class-name": "truto_airflow.hooks.truto.TrutoHook",
                 "hook-name": "Truto",
+                # The port is shown: the hook honours it, and Airflow 3.3's Test button only
+                # works for a connection whose stored port is set (it sends port 0 otherwise and
+                # the API refuses: "host or port to test differs").
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login"],
+                    "hidden-fields": ["schema", "login"],
                     "relabeling": {"host": "Base URL", "password": "API token"},
                     "placeholders": {
                         "host": DEFAULT_BASE_URL,
+                        "port": "443 (needed by the Test button)",
                         "password": "Truto API token (Settings > API tokens)",
                         "integrated_account_id": "62f44730-dd91-461e-bd6a-aedd9e0ad79d",
                     },

@@ -63,7 +63,9 @@ def test_declared_classes_and_modules_import() -> None:
 def test_ui_field_behaviour() -> None:
     (conn,) = get_provider_info()["connection-types"]
     ui = conn["ui-field-behaviour"]
-    assert set(ui["hidden-fields"]) == {"schema", "port", "login"}
+    # port is shown: the hook honours it and Airflow 3.3's Test button needs a stored port
+    assert set(ui["hidden-fields"]) == {"schema", "login"}
+    assert "port" in ui["placeholders"]
     assert ui["relabeling"] == {"host": "Base URL", "password": "API token"}
     assert ui["placeholders"]["host"] == "https://api.truto.one"
     assert set(conn["conn-fields"]) == {"integrated_account_id", "timeout", "max_retries"}

@@ -67,3 +67,27 @@ def test_a_uri_connection_with_a_port_field_reaches_the_emulator(
     with TrutoHook("via_uri") as hook:
         assert hook.settings.base_url == truto_emulator.base_url
         assert hook.get_opportunity("opp-pipedrive-0001")["id"] == "opp-pipedrive-0001"
+
+
+def test_the_api_test_path_with_a_stored_port(
+    truto_emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What POST /api/v2/connections/test does once the port matches (Airflow 3.3.2): it puts
+    ``conn.get_uri()`` of the stored connection in an env var and calls the hook's test."""
+    import json
+
+    from airflow.models.connection import Connection
+
+    base = httpx2.URL(truto_emulator.base_url)
+    stored = Connection(
+        conn_id="ui",
+        conn_type="truto",
+        host=f"http://{base.host}",
+        port=base.port,
+        password=truto_emulator.token,
+        extra=json.dumps({"integrated_account_id": truto_emulator.accounts["hubspot"]}),
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_TRANSIENT", stored.get_uri())
+    ok, message = TrutoHook("transient").test_connection()
+    assert ok, message
+    assert "hubspot (active)" in message
