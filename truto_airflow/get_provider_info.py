@@ -34,6 +34,14 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["truto_airflow.links.TrutoOpportunityLink"],
+        # truto://<host>/<integrated_account_id>/crm/opportunities (truto_airflow.assets)
+        "asset-uris": [
+            {
+                "schemes": ["truto"],
+                "handler": "truto_airflow.assets.sanitize_uri",
+                "to_openlineage_converter": "truto_airflow.assets.convert_asset_to_openlineage",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "truto",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from truto_airflow.assets import default_outlets
 from truto_airflow.bulk.engine import BulkEngine, BulkSettings
 from truto_airflow.bulk.ledger import (
     LedgerStore,
@@ -37,6 +38,7 @@ from truto_airflow.data_safety import format_change
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
+from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.models.options import ResponseFormat
 from truto_airflow.preflight import Preflight, coerce_flag, validate_policy
 from truto_airflow.rendered import blank_to_none, rendered_mapping
@@ -92,7 +94,7 @@ def decide_failure(
     return None
 
 
-class UpdateOpportunitiesOperator(BaseOperator):
+class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
     """Update many CRM opportunities through Truto, every row accounted for.
 
     Each row is ``{"id": ..., "body": {...}, "integrated_account_id": ... (optional)}``. Rows are
@@ -201,6 +203,7 @@ class UpdateOpportunitiesOperator(BaseOperator):
         inline_plan: int = 100,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("outlets", default_outlets())  # asset events: truto_airflow.assets
         super().__init__(**kwargs)
         self.unsupported_fields = unsupported_fields
         self.integration = integration
@@ -340,6 +343,13 @@ class UpdateOpportunitiesOperator(BaseOperator):
         summary = self._runner.run(self._run(engine, source))
         summary["data_safety"] = safety.describe()
         self._log_data_safety(summary["data_safety"])
+        self.report_written(
+            context,
+            base_url=self.hook.settings.base_url,
+            accounts=summary["accounts"],
+            dry_run=coerce_flag("dry_run", blank_to_none(self.plan_only)),
+            source=self.updates,
+        )
         self.log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
         if summary["rejected"]["location"]:
             self.log.info("Rejected rows written to %s", summary["rejected"]["location"])

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from truto_airflow.assets import default_outlets
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
 from truto_airflow.idempotency import context_identity, derive_idempotency_key
+from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
@@ -54,7 +56,7 @@ def first_opportunity_url(result: Any) -> str | None:
     return None
 
 
-class UpdateOpportunityOperator(BaseOperator):
+class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
     """Update one CRM opportunity through Truto (``PATCH /unified/crm/opportunities/{id}``).
 
     Returns the updated opportunity (parsed JSON) as the task's XCom, and pushes its first CRM
@@ -141,6 +143,7 @@ class UpdateOpportunityOperator(BaseOperator):
         dry_run: Any = False,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("outlets", default_outlets())  # asset events: truto_airflow.assets
         super().__init__(**kwargs)
         self.unsupported_fields = unsupported_fields
         self.integration = integration
@@ -236,7 +239,9 @@ class UpdateOpportunityOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         """Validate, send the PATCH and return the updated opportunity (or stream summary)."""
         try:
-            return self._update(context)
+            result = self._update(context)
+            self._report(context, result)
+            return result
         finally:
             self.hook.close()  # the pool is not needed after the task (reopened on next use)
 
@@ -271,6 +276,20 @@ class UpdateOpportunityOperator(BaseOperator):
         if url is not None and ti is not None:
             ti.xcom_push(key=TRUTO_OPPORTUNITY_URL_XCOM_KEY, value=url)
         return result
+
+    def _report(self, context: Context, result: Any) -> None:
+        """Asset event and lineage of this write (one account, one row)."""
+        # _outcome() dicts (unchanged / dry run) carry "preflight"; anything else is the CRM's
+        # answer to a write that was sent.
+        planned = isinstance(result, Mapping) and "preflight" in result and "outcome" in result
+        outcome = str(result["outcome"]) if planned else "updated"
+        account = self.hook.resolve_account(blank_to_none(self.integrated_account_id))
+        self.report_written(
+            context,
+            base_url=self.hook.settings.base_url,
+            accounts={account: {outcome: 1}},
+            dry_run=planned and result.get("dry_run") is True,
+        )
 
     # -- data safety: preflight, skip-unchanged, dry run (docs/data_safety.md) ------------------
 

@@ -1,0 +1,252 @@
+"""Assets (truto:// URIs, asset events with counts) and OpenLineage facets of the writers."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import httpx2
+import pytest
+from airflow.sdk import Asset, AssetAlias
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from tests.conftest import ACCOUNT_ID
+from tests.unit.operators.test_opportunities import OPP_RESPONSE, Recorder, make_op, run
+from truto_airflow.assets import (
+    DEFAULT_ASSET_ALIAS,
+    convert_asset_to_openlineage,
+    opportunities_asset,
+    opportunities_asset_uri,
+)
+from truto_airflow.lineage import file_ref, operator_lineage
+from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
+from truto_airflow.retry import RetryPolicy
+
+CRM_URI = f"truto://api.truto.one/{ACCOUNT_ID}/crm/opportunities"
+OTHER = "0b7e2c4e-2f5c-4e8e-9a59-3a1f7d1c2b10"
+
+pytestmark = pytest.mark.usefixtures("truto_conn")
+
+
+def alias_events(accessors: OutletEventAccessors) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (event.dest_asset_key.uri, event.extra)
+        for event in accessors[AssetAlias(name=DEFAULT_ASSET_ALIAS)].asset_alias_events
+    ]
+
+
+# -- URIs ----------------------------------------------------------------------------------------
+
+
+def test_asset_uri_is_canonical() -> None:
+    assert opportunities_asset_uri("https://api.truto.one", ACCOUNT_ID.upper()) == CRM_URI
+    assert (
+        opportunities_asset_uri("http://127.0.0.1:8765/", ACCOUNT_ID)
+        == f"truto://127.0.0.1:8765/{ACCOUNT_ID}/crm/opportunities"
+    )
+    # Airflow normalises hand-written URIs through the provider's handler (asset-uris)
+    spelled = f"truto://API.Truto.one/{ACCOUNT_ID.upper()}/crm/opportunities/"
+    assert Asset(uri=spelled).uri == CRM_URI
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "truto://api.truto.one/not-a-uuid/crm/opportunities",
+        f"truto://api.truto.one/{ACCOUNT_ID}/crm/contacts",
+        f"truto://api.truto.one/{ACCOUNT_ID}",
+        f"truto:///{ACCOUNT_ID}/crm/opportunities",
+    ],
+)
+def test_malformed_truto_uri_is_refused(uri: str) -> None:
+    with pytest.raises(ValueError, match=r"truto|UUID"):
+        Asset(uri=uri)
+
+
+def test_asset_to_openlineage_dataset() -> None:
+    dataset = convert_asset_to_openlineage(
+        opportunities_asset("https://api.truto.one", ACCOUNT_ID), None
+    )
+    assert (dataset.namespace, dataset.name) == (
+        "truto://api.truto.one",
+        f"{ACCOUNT_ID}/crm/opportunities",
+    )
+
+
+def test_file_refs_follow_openlineage_naming(tmp_path: pathlib.Path) -> None:
+    local = file_ref(str(tmp_path / "x.jsonl"), rows=3)
+    assert (local.namespace, local.name, local.rows) == ("file", str(tmp_path / "x.jsonl"), 3)
+    assert file_ref(f"file://{tmp_path}/y.jsonl").name == f"{tmp_path}/y.jsonl"
+    s3 = file_ref("s3://bucket/exports/opps.jsonl")
+    assert (s3.namespace, s3.name) == ("s3://bucket", "exports/opps.jsonl")
+
+
+# -- single-row operator ------------------------------------------------------------------------
+
+
+def test_single_write_emits_alias_event_with_counts_and_lineage() -> None:
+    op = make_op(Recorder())
+    assert [o.name for o in op.outlets] == [DEFAULT_ASSET_ALIAS]
+    accessors = OutletEventAccessors()
+    run(op, outlet_events=accessors)
+    assert alias_events(accessors) == [
+        (
+            CRM_URI,
+            {
+                "operation": "update",
+                "integrated_account_id": ACCOUNT_ID,
+                "dry_run": False,
+                "updated": 1,
+                "unchanged": 0,
+                "failed": 0,
+                "invalid": 0,
+            },
+        )
+    ]
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert lineage.inputs == []
+    [out] = lineage.outputs
+    assert (out.namespace, out.name) == ("truto://api.truto.one", f"{ACCOUNT_ID}/crm/opportunities")
+    assert out.outputFacets["outputStatistics"].rowCount == 1
+
+
+def test_unchanged_write_reports_unchanged() -> None:
+    current = {**OPP_RESPONSE, "amount": 10}
+    op = make_op(Recorder(httpx2.Response(200, json=current)), skip_unchanged=True)
+    accessors = OutletEventAccessors()
+    result = run(op, outlet_events=accessors)
+    assert result["outcome"] == "unchanged"
+    [(_, extra)] = alias_events(accessors)
+    assert (extra["updated"], extra["unchanged"]) == (0, 1)
+    assert (
+        op.get_openlineage_facets_on_complete(None)
+        .outputs[0]
+        .outputFacets["outputStatistics"]
+        .rowCount
+        == 0
+    )
+
+
+def test_dry_run_emits_no_alias_event_and_no_output() -> None:
+    op = make_op(Recorder(), dry_run=True)
+    accessors = OutletEventAccessors()
+    run(op, outlet_events=accessors)
+    assert alias_events(accessors) == []
+    assert op.get_openlineage_facets_on_complete(None).outputs == []
+
+
+def test_declared_asset_outlet_gets_its_accounts_counts() -> None:
+    mine, other = Asset(uri=CRM_URI), Asset(uri=opportunities_asset_uri("api.truto.one", OTHER))
+    op = make_op(Recorder(), outlets=[mine, other])
+    accessors = OutletEventAccessors()
+    run(op, outlet_events=accessors)
+    assert accessors[mine].extra["updated"] == 1
+    assert accessors[other].extra == {}
+
+
+def test_outlets_empty_turns_events_off() -> None:
+    op = make_op(Recorder(), outlets=[])
+    accessors = OutletEventAccessors()
+    run(op, outlet_events=accessors)
+    assert alias_events(accessors) == []
+
+
+def test_failed_write_emits_nothing() -> None:
+    op = make_op(Recorder(httpx2.Response(422, json={"statusCode": 422, "message": "no"})))
+    accessors = OutletEventAccessors()
+    with pytest.raises(Exception, match=r"422|no"):
+        run(op, outlet_events=accessors)
+    assert alias_events(accessors) == []
+
+
+# -- bulk operator --------------------------------------------------------------------------------
+
+
+def bulk_op(updates: Any, **kwargs: Any) -> UpdateOpportunitiesOperator:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        oid = request.url.path.rsplit("/", 1)[-1]
+        if oid == "bad":
+            return httpx2.Response(422, json={"statusCode": 422, "message": "rejected"})
+        return httpx2.Response(200, json={"id": oid})
+
+    return UpdateOpportunitiesOperator(
+        task_id="write",
+        updates=updates,
+        integration="hubspot",
+        max_failed=5,
+        progress_every_seconds=None,
+        hook_params={
+            "async_transport": httpx2.MockTransport(handler),
+            "retry_policy": RetryPolicy(max_retries=0, backoff_base=0.001),
+        },
+        **kwargs,
+    )
+
+
+def test_bulk_emits_one_event_per_account_with_counts(tmp_path: pathlib.Path) -> None:
+    source = tmp_path / "rows.jsonl"
+    rows = [
+        {"id": "a1", "body": {"amount": 1}},
+        {"id": "bad", "body": {"amount": 2}},
+        {"id": "b1", "body": {"amount": 3}, "integrated_account_id": OTHER},
+        {"id": "x", "body": {"amount": float("inf")}, "integrated_account_id": OTHER},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    op = bulk_op(str(source))
+    accessors = OutletEventAccessors()
+    op.execute({"outlet_events": accessors, "run_id": "r1"})  # type: ignore[arg-type]
+    events = dict(alias_events(accessors))
+    assert events[CRM_URI] == {
+        "operation": "update",
+        "integrated_account_id": ACCOUNT_ID,
+        "dry_run": False,
+        "updated": 1,
+        "unchanged": 0,
+        "failed": 1,
+        "invalid": 0,
+    }
+    other = events[opportunities_asset_uri("api.truto.one", OTHER)]
+    assert (other["updated"], other["invalid"]) == (1, 1)
+    lineage = op.get_openlineage_facets_on_complete(None)
+    [inp] = lineage.inputs
+    assert (inp.namespace, inp.name) == ("file", str(source))
+    stats = {o.name: o.outputFacets["outputStatistics"].rowCount for o in lineage.outputs}
+    assert stats == {f"{ACCOUNT_ID}/crm/opportunities": 1, f"{OTHER}/crm/opportunities": 1}
+
+
+def test_bulk_dry_run_has_no_alias_events() -> None:
+    op = bulk_op([{"id": "a1", "body": {"amount": 1}}], dry_run=True)
+    accessors = OutletEventAccessors()
+    op.execute({"outlet_events": accessors, "run_id": "r1"})  # type: ignore[arg-type]
+    assert alias_events(accessors) == []
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert (lineage.inputs, lineage.outputs) == ([], [])
+
+
+def test_openlineage_provider_extracts_through_default_extractor() -> None:
+    """Airflow's OpenLineage provider finds the method and keeps our datasets and facets."""
+    from airflow.providers.openlineage.extractors.manager import ExtractorManager
+    from airflow.utils.state import TaskInstanceState
+
+    op = make_op(Recorder())
+    run(op, outlet_events=OutletEventAccessors())
+
+    class DagRun:
+        run_id = "manual__1"
+
+    lineage = ExtractorManager().extract_metadata(
+        DagRun(), op, TaskInstanceState.SUCCESS, task_instance=None
+    )
+    assert [(o.namespace, o.name) for o in lineage.outputs] == [
+        ("truto://api.truto.one", f"{ACCOUNT_ID}/crm/opportunities")
+    ]
+    assert lineage.outputs[0].outputFacets["outputStatistics"].rowCount == 1
+
+
+def test_operator_lineage_without_stats_has_no_facets() -> None:
+    from truto_airflow.lineage import LineageRef
+
+    lineage = operator_lineage([LineageRef("file", "/x")], [LineageRef("truto://h", "a")])
+    assert lineage.inputs[0].inputFacets == {}
+    assert lineage.outputs[0].outputFacets == {}

@@ -1,0 +1,199 @@
+"""OpenLineage for the Truto operators (``get_openlineage_facets_on_complete``).
+
+Each operator records, while it runs, which datasets it read and wrote (:class:`LineageRef`,
+plain data: nothing here imports OpenLineage until Airflow's OpenLineage provider asks). The
+provider then calls ``get_openlineage_facets_on_complete`` on the same operator object and gets:
+
+* the CRM side: namespace ``truto://<host>``, name ``<integrated_account_id>/crm/opportunities``
+  (the dataset of :func:`truto_airflow.assets.convert_asset_to_openlineage`), an output of the
+  write operators and an input of the export;
+* the file side: a local file is namespace ``file``, name its absolute path; object storage is
+  ``<scheme>://<bucket>`` and the key (OpenLineage's naming conventions, as Airflow's
+  ``common.io`` provider does).
+
+Row counts go into the standard ``outputStatistics`` / ``inputStatistics`` facets.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from truto_airflow.assets import ASSET_SCHEME, crm_authority
+from truto_airflow.exceptions import TrutoInputError
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+__all__ = [
+    "LineageRef",
+    "TrutoLineageMixin",
+    "crm_ref",
+    "file_ref",
+    "input_file_ref",
+    "operator_lineage",
+]
+
+
+@dataclass(frozen=True)
+class LineageRef:
+    """One dataset an operator touched, with optional statistics."""
+
+    namespace: str
+    name: str
+    rows: int | None = None
+    size: int | None = None
+
+
+def crm_ref(base_url: str, integrated_account_id: str, *, rows: int | None = None) -> LineageRef:
+    """The CRM opportunities of one integrated account behind ``base_url``."""
+    return LineageRef(
+        namespace=f"{ASSET_SCHEME}://{crm_authority(base_url)}",
+        name=f"{integrated_account_id}/crm/opportunities",
+        rows=rows,
+    )
+
+
+def file_ref(path: Any, *, rows: int | None = None, size: int | None = None) -> LineageRef:
+    """A JSON Lines file: a local path or an ``ObjectStoragePath`` (or its URL)."""
+    if isinstance(path, (str, os.PathLike)) and not hasattr(path, "protocol"):
+        text = os.fspath(path)
+        if "://" not in text or text.startswith("file://"):
+            local = pathlib.Path(text.removeprefix("file://")).absolute()
+            return LineageRef("file", str(local), rows=rows, size=size)
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(text)
+    namespace = str(path.namespace)
+    key = str(path.key)
+    if namespace == "file":
+        key = "/" + key.lstrip("/")
+    return LineageRef(namespace, key, rows=rows, size=size)
+
+
+def operator_lineage(
+    inputs: Iterable[LineageRef], outputs: Iterable[LineageRef]
+) -> OperatorLineage[Any, Any]:
+    """Build the provider's ``OperatorLineage`` (imports OpenLineage only here)."""
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from openlineage.client.event_v2 import InputDataset, OutputDataset
+    from openlineage.client.facet_v2 import (
+        InputDatasetFacet,
+        OutputDatasetFacet,
+        input_statistics_input_dataset,
+        output_statistics_output_dataset,
+    )
+
+    def input_dataset(ref: LineageRef) -> InputDataset:
+        facets: dict[str, InputDatasetFacet] = {}
+        if ref.rows is not None or ref.size is not None:
+            facets["inputStatistics"] = (
+                input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
+                    rowCount=ref.rows, size=ref.size
+                )
+            )
+        return InputDataset(namespace=ref.namespace, name=ref.name, inputFacets=facets)
+
+    def output_dataset(ref: LineageRef) -> OutputDataset:
+        facets: dict[str, OutputDatasetFacet] = {}
+        if ref.rows is not None or ref.size is not None:
+            facets["outputStatistics"] = (
+                output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                    rowCount=ref.rows, size=ref.size
+                )
+            )
+        return OutputDataset(namespace=ref.namespace, name=ref.name, outputFacets=facets)
+
+    return OperatorLineage(
+        inputs=[input_dataset(ref) for ref in inputs],
+        outputs=[output_dataset(ref) for ref in outputs],
+    )
+
+
+#: Outcomes every write event reports (0 when none), so consumers can read them blindly.
+WRITE_COUNTS = ("updated", "unchanged", "failed", "invalid")
+
+
+def input_file_ref(updates: Any) -> LineageRef | None:
+    """The JSON Lines file a write operator read, when ``updates`` named one."""
+    if hasattr(updates, "protocol") or isinstance(updates, os.PathLike):
+        return file_ref(updates)
+    if isinstance(updates, str) and updates.strip() and not updates.strip().startswith("["):
+        return file_ref(updates.strip())
+    return None
+
+
+class TrutoLineageMixin:
+    """What the Truto operators share for Assets and OpenLineage (see module docstrings).
+
+    ``execute`` calls :meth:`report_written` or :meth:`report_exported` once it knows the
+    counts; Airflow's OpenLineage provider then calls :meth:`get_openlineage_facets_on_complete`.
+    """
+
+    outlets: Any
+    _lineage: tuple[list[LineageRef], list[LineageRef]] | None = None
+
+    def report_written(
+        self,
+        context: Any,
+        *,
+        base_url: str,
+        accounts: Mapping[str, Mapping[str, int]],
+        dry_run: bool,
+        source: Any = None,
+    ) -> None:
+        """Lineage and asset events of a write: ``accounts`` maps account -> outcome counts."""
+        from truto_airflow.assets import emit_asset_events, opportunities_asset
+
+        events = []
+        outputs = []
+        for account, counts in accounts.items():
+            try:
+                asset = opportunities_asset(base_url, account)
+            except TrutoInputError:
+                continue  # rows without a valid account ("(none)"): nothing was written there
+            extra: dict[str, Any] = {
+                "operation": "update",
+                "integrated_account_id": account,
+                "dry_run": dry_run,
+                **{name: int(counts.get(name, 0)) for name in WRITE_COUNTS},
+            }
+            if dry_run:
+                extra["would_update"] = int(counts.get("would_update", 0))
+            events.append((asset, extra))
+            outputs.append(crm_ref(base_url, account, rows=extra["updated"]))
+        source_ref = input_file_ref(source)
+        self._lineage = ([source_ref] if source_ref else [], [] if dry_run else outputs)
+        emit_asset_events(context, self.outlets or (), events, to_aliases=not dry_run)
+
+    def report_exported(
+        self,
+        context: Any,
+        *,
+        base_url: str,
+        accounts: Mapping[str, int],
+        location: Any,
+        size: int | None,
+    ) -> None:
+        """Lineage and the asset event of an export of ``accounts`` (account -> rows)."""
+        from airflow.sdk import Asset
+
+        from truto_airflow.assets import emit_asset_events
+
+        rows = sum(accounts.values())
+        target = file_ref(location, rows=rows, size=size)
+        self._lineage = (
+            [crm_ref(base_url, account, rows=count) for account, count in accounts.items()],
+            [target],
+        )
+        uri = f"file://{target.name}" if target.namespace == "file" else str(location)
+        extra = {"operation": "export", "rows": rows, "accounts": dict(accounts)}
+        emit_asset_events(context, self.outlets or (), [(Asset(uri=uri), extra)])
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        """Called by Airflow's OpenLineage provider after ``execute`` (same operator object)."""
+        inputs, outputs = self._lineage or ([], [])
+        return operator_lineage(inputs, outputs)
