@@ -62,3 +62,12 @@ def airflow_db() -> Iterator[None]:
 
     db.initdb()
     yield
+
+
+@pytest.fixture
+def memory_store() -> None:
+    """Airflow's ObjectStoragePath on fsspec's in-memory file system (``memory://`` URLs)."""
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())

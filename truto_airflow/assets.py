@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ASSET_SCHEME",
     "DEFAULT_ASSET_ALIAS",
+    "DEFAULT_OUTLETS",
     "convert_asset_to_openlineage",
     "crm_authority",
-    "default_outlets",
     "emit_asset_events",
     "opportunities_asset",
     "opportunities_asset_uri",
@@ -75,9 +75,9 @@ def opportunities_asset(base_url: str, integrated_account_id: Any) -> Asset:
     return Asset(uri=opportunities_asset_uri(base_url, integrated_account_id))
 
 
-def default_outlets() -> list[AssetAlias]:
-    """What an operator declares as outlets when the DAG author did not say."""
-    return [AssetAlias(name=DEFAULT_ASSET_ALIAS)]
+#: The operators' default ``outlets`` (an ``__init__`` default, so ``.partial()`` sees it too
+#: and mapped instances emit events like plain ones). Immutable: Airflow copies it into a list.
+DEFAULT_OUTLETS: tuple[AssetAlias, ...] = (AssetAlias(name=DEFAULT_ASSET_ALIAS),)
 
 
 def _split(parsed: urllib.parse.SplitResult) -> tuple[str, str]:

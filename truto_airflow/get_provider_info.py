@@ -30,7 +30,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Truto",
-                "python-modules": ["truto_airflow.operators.opportunities"],
+                "python-modules": [
+                    "truto_airflow.operators.opportunities",
+                    "truto_airflow.operators.export",
+                    "truto_airflow.operators.partition",
+                ],
             }
         ],
         "extra-links": ["truto_airflow.links.TrutoOpportunityLink"],

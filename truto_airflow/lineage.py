@@ -136,6 +136,16 @@ class TrutoLineageMixin:
     outlets: Any
     _lineage: tuple[list[LineageRef], list[LineageRef]] | None = None
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``BaseOperator.partial`` with this package's default outlets as a fresh list: a
+        mapped task's outlets are read from here before it is unmapped (Airflow concatenates
+        them with its inlets, so they must be a list, and must not be shared)."""
+        from truto_airflow.assets import DEFAULT_OUTLETS
+
+        kwargs.setdefault("outlets", list(DEFAULT_OUTLETS))
+        return super().partial(**kwargs)  # type: ignore[misc]
+
     def report_written(
         self,
         context: Any,

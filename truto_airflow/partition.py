@@ -34,6 +34,7 @@ from truto_airflow.bulk.rows import open_source, resolve_path
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.models.options import validate_integrated_account_id
 from truto_airflow.output import atomic_output
+from truto_airflow.rendered import blank_to_none
 
 __all__ = ["DEFAULT_MAX_ROWS", "AccountPartitioner", "Chunk", "partition_by_account"]
 
@@ -41,6 +42,23 @@ __all__ = ["DEFAULT_MAX_ROWS", "AccountPartitioner", "Chunk", "partition_by_acco
 DEFAULT_MAX_ROWS = 5000
 #: Staging files kept open at once; more accounts than this reopen files in append mode.
 MAX_OPEN_FILES = 64
+
+
+def _max_rows(value: Any) -> int | None:
+    """``max_rows`` as given or as a template rendered it (``"5000"``, ``"None"``)."""
+    value = blank_to_none(value)
+    if value is None:
+        return None
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else 0
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise TrutoInputError(
+            f"max_rows must be a whole number >= 1 (or None for one chunk per account), "
+            f"got {value!r}"
+        )
+    return number
 
 
 @dataclass(frozen=True)
@@ -75,20 +93,16 @@ class AccountPartitioner:
         self,
         output_dir: Any,
         *,
-        max_rows: int | None = DEFAULT_MAX_ROWS,
+        max_rows: Any = DEFAULT_MAX_ROWS,
         integrated_account_id: Any = None,
         prefix: str = "chunk",
         max_open_files: int = MAX_OPEN_FILES,
     ) -> None:
-        if max_rows is not None and (isinstance(max_rows, bool) or int(max_rows) < 1):
-            raise TrutoInputError(
-                f"max_rows must be a whole number >= 1 (or None for one chunk per account), "
-                f"got {max_rows!r}"
-            )
+        max_rows = _max_rows(max_rows)
         if not prefix or any(ch in prefix for ch in "/\\\0"):
             raise TrutoInputError(f"prefix {prefix!r} must be a plain file name prefix")
         self.output_dir = output_dir
-        self.max_rows = None if max_rows is None else int(max_rows)
+        self.max_rows = max_rows
         self.default_account = (
             None
             if integrated_account_id is None
@@ -213,7 +227,7 @@ def partition_by_account(
     rows: Any,
     output_dir: Any,
     *,
-    max_rows: int | None = DEFAULT_MAX_ROWS,
+    max_rows: Any = DEFAULT_MAX_ROWS,
     integrated_account_id: Any = None,
     prefix: str = "chunk",
 ) -> list[dict[str, str]]:

@@ -250,3 +250,30 @@ def test_operator_lineage_without_stats_has_no_facets() -> None:
     lineage = operator_lineage([LineageRef("file", "/x")], [LineageRef("truto://h", "a")])
     assert lineage.inputs[0].inputFacets == {}
     assert lineage.outputs[0].outputFacets == {}
+
+
+def test_mapped_operators_declare_the_alias_as_a_fresh_list() -> None:
+    """A mapped task's outlets are read before unmapping: a list, never shared between tasks."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    with DAG("d", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")):
+        one = UpdateOpportunitiesOperator.partial(task_id="a").expand(updates=[["x"]])
+        two = UpdateOpportunitiesOperator.partial(task_id="b").expand(updates=[["x"]])
+        off = UpdateOpportunitiesOperator.partial(task_id="c", outlets=[]).expand(updates=[["x"]])
+    assert one.outlets == [AssetAlias(name=DEFAULT_ASSET_ALIAS)]
+    assert one.outlets is not two.outlets
+    assert off.outlets == []
+    assert isinstance(one.inlets + one.outlets, list)
+
+
+def test_provider_registers_the_truto_scheme() -> None:
+    import importlib
+
+    from truto_airflow.get_provider_info import get_provider_info
+
+    [entry] = get_provider_info()["asset-uris"]
+    assert entry["schemes"] == ["truto"]
+    for key in ("handler", "to_openlineage_converter"):
+        module, _, name = entry[key].rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))

@@ -135,15 +135,6 @@ def test_max_rows_validated(tmp_path: pathlib.Path, bad: Any) -> None:
         partition_by_account([], tmp_path, max_rows=bad)
 
 
-@pytest.fixture
-def memory_store() -> None:
-    """Airflow's ObjectStoragePath on fsspec's in-memory file system (``memory://``)."""
-    from airflow.sdk.io import attach
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    attach("memory", fs=MemoryFileSystem())
-
-
 @pytest.mark.usefixtures("memory_store")
 def test_object_storage_output() -> None:
     from airflow.sdk import ObjectStoragePath

@@ -24,8 +24,10 @@ class ProgressReporter:
         every_seconds: float | None = 30.0,
         total: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "Bulk progress",
     ) -> None:
         self.log = log
+        self.label = label
         self.every_rows = every_rows if every_rows and every_rows > 0 else None
         self.every_seconds = every_seconds if every_seconds and every_seconds > 0 else None
         self.total = total
@@ -61,7 +63,7 @@ class ProgressReporter:
         else:
             where, eta = f"{done:,} rows (total unknown)", "ETA unknown"
         outcome = ", ".join(f"{k}={v:,}" for k, v in counts.items())
-        line = f"Bulk progress: {where} done, {rate:,.1f} rows/s, {eta}; {outcome}{extra}"
+        line = f"{self.label}: {where} done, {rate:,.1f} rows/s, {eta}; {outcome}{extra}"
         self.log.info("%s", line)
         self._last_time = now
         self._last_rows = done

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from truto_airflow.assets import default_outlets
+from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.bulk.engine import BulkEngine, BulkSettings
 from truto_airflow.bulk.ledger import (
     LedgerStore,
@@ -201,10 +201,10 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         dry_run: Any = False,
         plan_path: Any = None,
         inline_plan: int = 100,
+        outlets: Any = DEFAULT_OUTLETS,  # asset events, see truto_airflow.assets
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", default_outlets())  # asset events: truto_airflow.assets
-        super().__init__(**kwargs)
+        super().__init__(outlets=outlets, **kwargs)
         self.unsupported_fields = unsupported_fields
         self.integration = integration
         self.skip_unchanged = skip_unchanged

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
-from truto_airflow.assets import default_outlets
+from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
@@ -141,10 +141,10 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
         integration: Any = None,
         skip_unchanged: Any = False,
         dry_run: Any = False,
+        outlets: Any = DEFAULT_OUTLETS,  # asset events, see truto_airflow.assets
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", default_outlets())  # asset events: truto_airflow.assets
-        super().__init__(**kwargs)
+        super().__init__(outlets=outlets, **kwargs)
         self.unsupported_fields = unsupported_fields
         self.integration = integration
         self.skip_unchanged = skip_unchanged
