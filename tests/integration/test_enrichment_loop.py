@@ -20,12 +20,12 @@ pytestmark = pytest.mark.integration
 ACCOUNT_KEYS = ("pipedrive", "attio", "salesforce")
 
 
-def asset_event_counts(run_id: str) -> dict[str, Counter[str]]:
-    """Asset events of one DAG run: summed ``extra`` counts per asset URI."""
+def asset_events(run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The ``extra`` of every asset event of one DAG run, per asset URI."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    totals: dict[str, Counter[str]] = {}
+    events: dict[str, list[dict[str, Any]]] = {}
     with create_session() as session:
         rows = (
             session.query(AssetEvent, AssetModel.uri)
@@ -33,11 +33,20 @@ def asset_event_counts(run_id: str) -> dict[str, Counter[str]]:
             .filter(AssetEvent.source_run_id == run_id)
         )
         for event, uri in rows:
-            counts = totals.setdefault(uri, Counter())
-            for key, value in event.extra.items():
-                if isinstance(value, int) and not isinstance(value, bool):
-                    counts[key] += value
+            events.setdefault(uri, []).append(dict(event.extra))
+    return events
+
+
+def asset_event_counts(run_id: str) -> dict[str, Counter[str]]:
+    """Asset events of one DAG run: summed integer ``extra`` values per asset URI."""
+    totals: dict[str, Counter[str]] = {}
+    for uri, extras in asset_events(run_id).items():
+        counts = totals.setdefault(uri, Counter())
+        for extra in extras:
             counts["events"] += 1
+            counts.update(
+                {k: v for k, v in extra.items() if isinstance(v, int) and not isinstance(v, bool)}
+            )
     return totals
 
 
@@ -83,6 +92,19 @@ def test_enrichment_loop_twice(
         counts = events[opportunities_asset_uri(host, account)]
         assert (counts["events"], counts["updated"], counts["unchanged"]) == (3, 500, 0)
     assert any(uri.startswith("file://") for uri in events)  # the export's file
+    # what the consumer example reads from those events
+    from dags_examples.example_truto_enrichment_consumer import enrichment_report
+
+    crm = {
+        uri: extras
+        for uri, extras in asset_events(first.run_id).items()
+        if uri.startswith("truto://")
+    }
+    report = enrichment_report(crm)
+    assert report["updated"] == 1500
+    assert report["accounts"] == {
+        a: {"updated": 500, "unchanged": 0, "failed": 0, "invalid": 0} for a in accounts
+    }
 
     # second run: same scores, nothing written
     since = max((r.seq for r in emulator.requests()), default=0)
