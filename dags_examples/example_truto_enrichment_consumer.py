@@ -47,6 +47,7 @@ def enrichment_report(events: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict
     return {"accounts": accounts, "updated": changed}
 
 
+# [START howto_asset_truto_consumer]
 with DAG(
     dag_id="example_truto_enrichment_consumer",
     schedule=AssetAny(*CRM_ASSETS),
@@ -68,3 +69,4 @@ with DAG(
         return summary
 
     report()
+# [END howto_asset_truto_consumer]
