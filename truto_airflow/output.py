@@ -16,15 +16,16 @@ On any exception the temporary file is removed and the final path is untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from truto_airflow.bulk.rows import resolve_path
 
-__all__ = ["atomic_output"]
+__all__ = ["account_line", "atomic_output"]
 
 
 @contextlib.contextmanager
@@ -50,3 +51,16 @@ def atomic_output(destination: Any) -> Iterator[tuple[IO[bytes], Any]]:
         if not published:
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
+
+
+def account_line(record: Mapping[str, Any], account: str) -> str:
+    """``record`` tagged with its ``integrated_account_id``, as one strict JSON Lines line
+    (newline included). NaN/Infinity and non-JSON values raise ``ValueError``/``TypeError``:
+    downstream parsers would reject or misread them."""
+    body = json.dumps(
+        {**record, "integrated_account_id": account},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return body + "\n"

@@ -22,7 +22,6 @@ to different accounts.
 from __future__ import annotations
 
 import collections
-import json
 import pathlib
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ from typing import IO, Any
 from truto_airflow.bulk.rows import open_source, resolve_path
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.models.options import validate_integrated_account_id
-from truto_airflow.output import atomic_output
+from truto_airflow.output import account_line, atomic_output
 from truto_airflow.rendered import blank_to_none
 
 __all__ = ["DEFAULT_MAX_ROWS", "AccountPartitioner", "Chunk", "partition_by_account"]
@@ -163,12 +162,7 @@ class AccountPartitioner:
                 raw, source=f"{where} field 'integrated_account_id'"
             )
         try:
-            line = json.dumps(
-                {**row, "integrated_account_id": account},
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=False,
-            )
+            line = account_line(row, account)
         except (TypeError, ValueError) as exc:
             raise TrutoInputError(
                 f"{where} cannot be written as JSON ({exc}); NaN/Infinity and non-JSON values "
@@ -180,7 +174,7 @@ class AccountPartitioner:
                 self._close(account, state.chunks - 1)
             state.chunks += 1
             state.in_current = 0
-        self._handle(account, state.chunks - 1).write(line + "\n")
+        self._handle(account, state.chunks - 1).write(line)
         state.in_current += 1
         state.rows += 1
         self.rows += 1

@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.exceptions import TrutoInputError, truncate
 
-__all__ = ["blank_to_none", "parse_object_text", "rendered_mapping"]
+__all__ = ["blank_to_none", "parse_object_text", "rendered_list", "rendered_mapping"]
 
 
 def blank_to_none(value: Any) -> Any:
@@ -52,3 +52,31 @@ def rendered_mapping(name: str, value: Any) -> Mapping[str, Any] | None:
     raise TrutoInputError(
         f"{name} must be a mapping (or a JSON object string), got {type(value).__name__}"
     )
+
+
+def rendered_list(name: str, value: Any) -> list[Any] | None:
+    """A list option that may have been rendered to a string; ``None`` when unset.
+
+    Accepted strings: a JSON list (``| tojson``), a Python list repr (default rendering, read
+    with :func:`ast.literal_eval`: literals only) or ``"a,b"``. Items are not checked here.
+    """
+    value = blank_to_none(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            return [part.strip() for part in text.split(",") if part.strip()]
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+        if not isinstance(parsed, list):
+            raise TrutoInputError(f"{name} {truncate(text, 80)!r} looks like a list but is not one")
+        return parsed
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TrutoInputError(f"{name} must be a list, got {type(value).__name__}")

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.rendered import rendered_list
 
 __all__ = ["ResponseFormat", "build_unified_query", "validate_integrated_account_id"]
 
@@ -61,23 +62,11 @@ def _coerce_bool(name: str, value: Any) -> bool:
 
 
 def _coerce_fields(value: Any) -> list[str]:
-    if isinstance(value, str):
-        # A templated list can render to "a,b" or to a JSON list; accept both.
-        text = value.strip()
-        if text.startswith("["):
-            import json
-
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                raise TrutoInputError(
-                    f"exclude_fields {value!r} is not a JSON list of field names"
-                ) from None
-        else:
-            value = [part.strip() for part in text.split(",") if part.strip()]
-    if not isinstance(value, Sequence) or not all(isinstance(v, str) and v for v in value):
+    # A templated list can render to "a,b", a JSON list or a Python list repr; accept them all.
+    fields = rendered_list("exclude_fields", value) if isinstance(value, str) else value
+    if not isinstance(fields, Sequence) or not all(isinstance(v, str) and v for v in fields):
         raise TrutoInputError(f"exclude_fields must be a list of field names, got {value!r}")
-    return list(value)
+    return list(fields)
 
 
 def build_unified_query(

@@ -14,8 +14,6 @@ The file is written to a temporary sibling and published only when every account
 
 from __future__ import annotations
 
-import ast
-import json
 import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -29,10 +27,10 @@ from truto_airflow.exceptions import TrutoInputError, TrutoPaginationError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.models.options import validate_integrated_account_id
-from truto_airflow.output import atomic_output
+from truto_airflow.output import account_line, atomic_output
 from truto_airflow.pagination import DEFAULT_MAX_PAGES
 from truto_airflow.preflight import coerce_flag
-from truto_airflow.rendered import blank_to_none, rendered_mapping
+from truto_airflow.rendered import blank_to_none, rendered_list, rendered_mapping
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -43,24 +41,10 @@ __all__ = ["ExportOpportunitiesOperator", "parse_account_ids"]
 def parse_account_ids(value: Any) -> list[str] | None:
     """A list of canonical account ids from a list, a JSON/Python list string or ``"a,b"``;
     ``None`` when unset (the connection's default applies). Duplicates are dropped."""
-    value = blank_to_none(value)
+    value = rendered_list("integrated_account_ids", value)
     if value is None:
         return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                try:
-                    value = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    raise TrutoInputError(
-                        f"integrated_account_ids {text!r} looks like a list but is not one"
-                    ) from None
-        else:
-            value = [part for part in text.split(",") if part.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
+    if not value:
         raise TrutoInputError(
             "integrated_account_ids must be a non-empty list of integrated account ids (or "
             f"one id), got {value!r}"
@@ -255,15 +239,9 @@ class ExportOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
 def _line(record: Mapping[str, Any], account: str) -> bytes:
     """One JSON Lines record, tagged with its account; refuses what is not strict JSON."""
     try:
-        text = json.dumps(
-            {**record, "integrated_account_id": account},
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        return account_line(record, account).encode()
     except ValueError as exc:  # NaN/Infinity: not JSON; downstream parsers would choke
         raise TrutoPaginationError(
             f"opportunity {record.get('id')!r} of account {account} holds a value that is not "
             f"valid JSON ({exc}); nothing was published"
         ) from None
-    return text.encode() + b"\n"

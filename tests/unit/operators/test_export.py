@@ -286,3 +286,12 @@ def test_bad_arguments_fail_before_any_request(
     with pytest.raises(TrutoInputError, match=match):
         op.execute({})  # type: ignore[arg-type]
     assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("rendered", ["['description', 'urls']", '["description", "urls"]'])
+def test_list_options_rendered_by_default_templating(rendered: str) -> None:
+    """Without native rendering a list param arrives as its Python repr; it is still a list."""
+    from truto_airflow.models.options import build_unified_query
+
+    query = build_unified_query(integrated_account_id=ACCOUNT_ID, exclude_fields=rendered)
+    assert query["truto_exclude_fields"] == ["description", "urls"]
