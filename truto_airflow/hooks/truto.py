@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Se
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, cast
 from urllib.parse import quote
 
 import httpx2
@@ -340,6 +340,43 @@ class PreparedRequest:
         return f"{self.method} {self.path}"
 
 
+_C = TypeVar("_C")
+
+
+class _Leases(Generic[_C]):
+    """Clients in use by attempts in flight, and those closed meanwhile (their last user closes
+    them). Not locked itself: the hook locks the sync client's leases."""
+
+    def __init__(self) -> None:
+        self._count: dict[_C, int] = {}
+        self._retired: set[_C] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._count)
+
+    def take(self, client: _C) -> None:
+        self._count[client] = self._count.get(client, 0) + 1
+
+    def retire(self, client: _C) -> bool:
+        """Detach ``client``: ``True`` if nobody uses it (close it now), else its last user will."""
+        if client in self._count:
+            self._retired.add(client)
+            return False
+        return True
+
+    def give_back(self, client: _C) -> bool:
+        """End one lease: ``True`` when ``client`` was retired and this was its last user."""
+        left = self._count[client] - 1
+        if left:
+            self._count[client] = left
+            return False
+        del self._count[client]
+        if client in self._retired:
+            self._retired.discard(client)
+            return True
+        return False
+
+
 class _KeepOpen(httpx2.BaseTransport):
     """A transport given to the hook, as one client sees it: closing that client leaves it open
     for the hook's other clients (the hook closes it with its last client)."""
@@ -404,10 +441,11 @@ class TrutoHook(BaseHook):
         self._client: httpx2.Client | None = None
         self._async_client: httpx2.AsyncClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
-        #: Clients in use (attempts in flight) and clients closed while in use (see _lease).
-        self._lock = threading.RLock()
-        self._leases: dict[httpx2.Client | httpx2.AsyncClient, int] = {}
-        self._retired: set[httpx2.Client | httpx2.AsyncClient] = set()
+        #: Clients in use by attempts in flight (see _lease). Threads share the sync client,
+        #: so its leases are locked; the async client belongs to one event loop's thread.
+        self._lock = threading.Lock()
+        self._leases: _Leases[httpx2.Client] = _Leases()
+        self._aleases: _Leases[httpx2.AsyncClient] = _Leases()
         self._account_cache: dict[str, dict[str, Any]] = {}
 
     # -- connection ---------------------------------------------------------------------------
@@ -543,82 +581,55 @@ class TrutoHook(BaseHook):
         """
         with self._lock:
             client, self._client = self._client, None
-            close_now = client is not None and self._retire(client)
+            close_now = client is not None and self._leases.retire(client)
         if client is not None and close_now:
             self._close_client(client)
 
     async def aclose(self) -> None:
         """Close the async client (deferred, like :meth:`close`, while requests use it)."""
-        with self._lock:
-            client, self._async_client = self._async_client, None
-            self._async_loop = None
-            close_now = client is not None and self._retire(client)
-        if client is not None and close_now:
+        client, self._async_client = self._async_client, None
+        self._async_loop = None
+        if client is not None and self._aleases.retire(client):
             await self._aclose_client(client)
 
     # A client is *leased* for each attempt: close() detaches it at once (new attempts get a
     # new pool) but only the last lease holder actually closes it.
 
-    def _retire(self, client: httpx2.Client | httpx2.AsyncClient) -> bool:
-        """Detach ``client``; ``True`` if nobody uses it (close it now), else its last user will."""
-        if client in self._leases:
-            self._retired.add(client)
-            return False
-        return True
-
-    def _release(self, client: httpx2.Client | httpx2.AsyncClient) -> bool:
-        """End one lease; ``True`` when the client was retired and this was its last user."""
-        with self._lock:
-            left = self._leases[client] - 1
-            if left:
-                self._leases[client] = left
-                return False
-            del self._leases[client]
-            if client in self._retired:
-                self._retired.discard(client)
-                return True
-            return False
-
     @contextlib.contextmanager
     def _lease(self) -> Iterator[httpx2.Client]:
         with self._lock:
             client = self.get_conn()
-            self._leases[client] = self._leases.get(client, 0) + 1
+            self._leases.take(client)
         try:
             yield client
         finally:
-            if self._release(client):
+            with self._lock:
+                last = self._leases.give_back(client)
+            if last:
                 self._close_client(client)
 
-    @contextlib.asynccontextmanager
-    async def _alease(self) -> AsyncIterator[httpx2.AsyncClient]:
-        with self._lock:
-            client = self.get_async_conn()
-            self._leases[client] = self._leases.get(client, 0) + 1
-        try:
-            yield client
-        finally:
-            if self._release(client):
-                await self._aclose_client(client)
+    def _acquire_async(self) -> httpx2.AsyncClient:
+        """Lease the async client; pair with :meth:`_release_async` (a plain try/finally is
+        a few microseconds cheaper per request than an async context manager)."""
+        client = self.get_async_conn()
+        self._aleases.take(client)
+        return client
 
-    def _live(self, kind: type[httpx2.Client | httpx2.AsyncClient]) -> bool:
-        current = self._client if kind is httpx2.Client else self._async_client
-        return current is not None or any(isinstance(c, kind) for c in self._leases)
+    async def _release_async(self, client: httpx2.AsyncClient) -> None:
+        if self._aleases.give_back(client):
+            await self._aclose_client(client)
 
     def _close_client(self, client: httpx2.Client) -> None:
         """Close a client; a transport given to the hook closes with the hook's last client."""
         client.close()
         with self._lock:
-            if self._transport is not None and not self._live(httpx2.Client):
+            if self._transport is not None and self._client is None and not self._leases:
                 self._transport.close()
 
     async def _aclose_client(self, client: httpx2.AsyncClient) -> None:
         await client.aclose()
-        if self._async_transport is not None:
-            with self._lock:
-                last = not self._live(httpx2.AsyncClient)
-            if last:
-                await self._async_transport.aclose()
+        if self._async_transport is not None and self._async_client is None and not self._aleases:
+            await self._async_transport.aclose()
 
     def __enter__(self) -> TrutoHook:
         return self
@@ -1047,7 +1058,8 @@ class TrutoHook(BaseHook):
             async for attempt in policy.async_retrying(self.log, request.what):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    async with self._alease() as client:
+                    client = self._acquire_async()
+                    try:
                         response = await client.request(
                             request.method,
                             request.path,
@@ -1055,6 +1067,8 @@ class TrutoHook(BaseHook):
                             content=request.content,
                             headers=request.headers,
                         )
+                    finally:
+                        await self._release_async(client)
                     self._raise_for_status(response, request, attempts)
         except TrutoAPIError:
             raise
@@ -1169,7 +1183,8 @@ class TrutoHook(BaseHook):
         Transport failures propagate as ``httpx2`` exceptions; turn an error response into the
         typed Truto error with :meth:`api_error`.
         """
-        async with self._alease() as client:
+        client = self._acquire_async()
+        try:
             # One absolute URL (merging base URL and params would parse it three times, a
             # measurable share of the CPU per row at bulk rates); same bytes on the wire as
             # ``client.request(method, path, params=request.query)``.
@@ -1189,6 +1204,8 @@ class TrutoHook(BaseHook):
             return await client.request(
                 request.method, url, content=request.content, headers=request.headers
             )
+        finally:
+            await self._release_async(client)
 
     def api_error(
         self, response: httpx2.Response, request: PreparedRequest, attempts: int = 1
