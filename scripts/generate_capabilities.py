@@ -34,6 +34,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +150,11 @@ def _looks_like_status_values(line: str, blocks: list[tuple[str, str, list[str]]
     )
 
 
-def _parse_support(
-    name: str, body: list[str]
-) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, str]] | None:
+#: (supported, required, status values per CRM, display names) of one field's table.
+_Support = tuple[list[str], list[str], dict[str, list[str]], dict[str, str]]
+
+
+def _parse_support(name: str, body: list[str]) -> _Support | None:
     count_index = next((i for i, line in enumerate(body) if _COUNT_RE.match(line)), None)
     if count_index is None:
         return None
@@ -199,17 +202,22 @@ def _check_status_total(body: list[str], status_values: dict[str, list[str]]) ->
         raise DocsFormatError(f"status: page lists {expected} values in total, parsed {total}")
 
 
+def _field_tables(lines: list[str]) -> Iterator[tuple[str, str, list[str], _Support | None]]:
+    """``(name, type, body, support)`` per top-level field of a section; ``support`` is None
+    for a field without a table (the passthrough). Sub-fields (``account.id``) are skipped."""
+    for name, type_, body in _split_blocks(lines):
+        parsed = _parse_support(name, body)
+        if parsed is None and type_ in ("", "string"):
+            continue  # a sub-field such as account.id, stage.name or urls.url
+        yield name, type_, body, parsed
+
+
 def parse_response(text: str) -> dict[str, Any]:
     """Per response field: the CRMs that return it (``None``: every CRM, the passthrough)."""
     fields: dict[str, Any] = {}
-    for name, type_, body in _split_blocks(_response_body_lines(text)):
-        parsed = _parse_support(name, body)
-        if parsed is None:
-            if type_ in ("", "string"):
-                continue  # a sub-field such as account.id or urls.url
-            fields[name] = {"type": type_, "returned_by": None}
-            continue
-        fields[name] = {"type": type_ or None, "returned_by": sorted(parsed[0])}
+    for name, type_, _, parsed in _field_tables(_response_body_lines(text)):
+        returned_by = None if parsed is None else sorted(parsed[0])
+        fields[name] = {"type": type_ or None, "returned_by": returned_by}
     if "id" not in fields:
         raise DocsFormatError("no 'id' field in the Response Body section")
     return fields
@@ -220,11 +228,8 @@ def parse_docs(text: str) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     status_values: dict[str, list[str]] = {}
     display: dict[str, str] = {}
-    for name, type_, body in _split_blocks(_request_body_lines(text)):
-        parsed = _parse_support(name, body)
+    for name, type_, body, parsed in _field_tables(_request_body_lines(text)):
         if parsed is None:
-            if type_ in ("", "string"):
-                continue  # a sub-field such as account.id or stage.name
             # A top-level field without a support table: the remote_data passthrough.
             fields[name] = {"type": type_, "supported": None, "required": [], "passthrough": True}
             continue

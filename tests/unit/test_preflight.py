@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -303,6 +304,18 @@ def test_missing_connection_on_lookup_is_not_an_unknown_integration() -> None:
         Preflight(hook=hook).run({"amount": 1}, integrated_account_id=ACCOUNT)
 
 
+def _lookup_answers(status: int, seen: list[str]) -> Callable[[httpx2.Request], httpx2.Response]:
+    """Account lookups (GET) answer ``status``; writes would succeed. Records the methods."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.method)
+        if request.method == "GET":
+            return httpx2.Response(status, json={"statusCode": status, "message": "no"})
+        return httpx2.Response(200, json={"id": "1"})
+
+    return handler
+
+
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_operator_sends_no_patch_when_the_lookup_is_refused(
     monkeypatch: pytest.MonkeyPatch, status: int
@@ -313,13 +326,7 @@ def test_operator_sends_no_patch_when_the_lookup_is_refused(
 
     monkeypatch.setenv("AIRFLOW_CONN_TRUTO_DEFAULT", truto_conn_json())
     seen: list[str] = []
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        seen.append(request.method)
-        if request.method == "GET":
-            return httpx2.Response(status, json={"statusCode": status, "message": "no"})
-        return httpx2.Response(200, json={"id": "1"})
-
+    handler = _lookup_answers(status, seen)
     op = UpdateOpportunityOperator(
         task_id="t",
         opportunity_id="1",
@@ -339,27 +346,12 @@ def test_bulk_rows_fail_and_nothing_is_sent_when_the_lookup_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.conftest import truto_conn_json
-    from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
+    from tests.unit.operators.test_bulk import operator as bulk_operator
+    from tests.unit.operators.test_bulk import rows
 
     monkeypatch.setenv("AIRFLOW_CONN_TRUTO_DEFAULT", truto_conn_json())
     seen: list[str] = []
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        seen.append(request.method)
-        if request.method == "GET":
-            return httpx2.Response(403, json={"statusCode": 403, "message": "forbidden"})
-        return httpx2.Response(200, json={"id": "1"})
-
-    op = UpdateOpportunitiesOperator(
-        task_id="write",
-        updates=[{"id": f"opp-{i}", "body": {"amount": i}} for i in range(4)],
-        max_failed=10,
-        progress_every_seconds=None,
-        hook_params={
-            "async_transport": httpx2.MockTransport(handler),
-            "retry_policy": RetryPolicy(max_retries=0),
-        },
-    )
+    op = bulk_operator(_lookup_answers(403, seen), rows(4), integration=None, max_failed=10)
     summary = op.execute({})  # type: ignore[arg-type]
     assert summary["outcomes"]["updated"] == 0
     assert summary["outcomes"]["failed"] + summary["outcomes"]["invalid"] == 4

@@ -313,7 +313,8 @@ def test_operator_return_value_and_dry_run_plan_have_no_token(
 
 def test_bulk_rejected_rows_have_no_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     from tests.conftest import truto_conn_json
-    from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
+    from tests.unit.operators.test_bulk import operator as bulk_operator
+    from tests.unit.operators.test_bulk import rows
 
     token = "tok/en+with=signs-92"
     monkeypatch.setenv("AIRFLOW_CONN_TRUTO_DEFAULT", truto_conn_json(token=token))
@@ -329,18 +330,7 @@ def test_bulk_rejected_rows_have_no_token(monkeypatch: pytest.MonkeyPatch, tmp_p
         )
 
     target = tmp_path / "rejected.jsonl"
-    op = UpdateOpportunitiesOperator(
-        task_id="write",
-        updates=[{"id": f"opp-{i}", "body": {"amount": i}} for i in range(3)],
-        integration="hubspot",
-        rejected_rows_path=str(target),
-        max_failed=10,
-        progress_every_seconds=None,
-        hook_params={
-            "async_transport": httpx2.MockTransport(handler),
-            "retry_policy": RetryPolicy(max_retries=0),
-        },
-    )
+    op = bulk_operator(handler, rows(3), rejected_rows_path=str(target), max_failed=10)
     summary = op.execute({})  # type: ignore[arg-type]
     assert summary["outcomes"]["failed"] == 3
     assert_no_token(json.dumps(summary), token)
