@@ -46,10 +46,20 @@ def _percent(byte: int) -> str:
     return rf"(?:%(?:25)?|{_BACKSLASH}u0025){_hex(byte, 2)}"
 
 
+def _literal(ch: str) -> str:
+    other = ch.swapcase()
+    if other != ch and len(other) == 1:
+        return f"{re.escape(ch)}|{re.escape(other)}"
+    return re.escape(ch)
+
+
 def _char(ch: str) -> str:
     """Every way one character of the secret may be written in an echo."""
     code = ord(ch)
-    options = [_BACKSLASH if ch == "\\" else re.escape(ch)]
+    # Letters match in either case: URL parsers lowercase host names, some servers upper-case
+    # what they echo, and a token that differs only in case is still the token. (Two literal
+    # alternatives, not re.IGNORECASE or a class, which make every search several times slower.)
+    options = [_BACKSLASH if ch == "\\" else _literal(ch)]
     if ch in _JSON_SHORT:
         options.append(_BACKSLASH + re.escape(_JSON_SHORT[ch]))
     if code > 0xFFFF:  # JSON writes astral characters as a UTF-16 surrogate pair

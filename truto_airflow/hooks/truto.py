@@ -178,18 +178,37 @@ class TrutoConnectionSettings:
                 f"Truto connection {conn_id!r} has no API token: put it in the connection's "
                 f"password field ('API token' in the UI){hint}"
             )
-        if (schema or "").strip():
-            raise TrutoConfigError(
-                f"Truto connection {conn_id!r} has schema {schema!r} (the path of a URI "
-                "connection), which Truto does not use; put a base path in the host URL "
-                "instead, e.g. https://proxy.example.com/truto"
-            )
         if not all(0x21 <= ord(ch) <= 0x7E for ch in token):
             # It could not travel in an Authorization header (a raw UnicodeEncodeError later).
             raise TrutoConfigError(
                 f"Truto connection {conn_id!r}: the API token in the password field contains "
                 "spaces, control or non-ASCII characters; paste the token exactly as Truto "
                 "shows it"
+            )
+        try:
+            return cls._checked(
+                token, host=host, port=port, schema=schema, extra=extra, conn_id=conn_id
+            )
+        except TrutoConfigError as exc:
+            # A token also pasted into another field (host, schema) must not reach the message.
+            raise TrutoConfigError(redact(str(exc), token)) from None
+
+    @classmethod
+    def _checked(
+        cls,
+        token: str,
+        *,
+        host: str | None,
+        port: int | str | None,
+        schema: str | None,
+        extra: Mapping[str, Any],
+        conn_id: str,
+    ) -> TrutoConnectionSettings:
+        if (schema or "").strip():
+            raise TrutoConfigError(
+                f"Truto connection {conn_id!r} has schema {schema!r} (the path of a URI "
+                "connection), which Truto does not use; put a base path in the host URL "
+                "instead, e.g. https://proxy.example.com/truto"
             )
         base_url = normalise_base_url(host, port=port, conn_id=conn_id)
         account = extra.get("integrated_account_id") or None
@@ -233,6 +252,10 @@ def normalise_base_url(
         raise TrutoConfigError(
             f"connection {conn_id!r} host {text!r} is not a URL: {exc}"
         ) from None
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise TrutoConfigError(
+            f"connection {conn_id!r} host has port {url.port}, which is not a TCP port (1 to 65535)"
+        )
     if port is not None and str(port).strip() != "":
         url = _with_port(url, port, conn_id)
     if url.scheme not in {"http", "https"} or not url.host:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx2
 import pytest
@@ -89,6 +90,12 @@ def test_impossible_ports_are_refused(port: int) -> None:
         normalise_base_url("https://api.truto.one", port=port)
 
 
+@pytest.mark.parametrize("host", ["https://api.truto.one:0", "http://127.0.0.1:99999/x"])
+def test_impossible_ports_in_the_host_url_are_refused(host: str) -> None:
+    with pytest.raises(TrutoConfigError, match="not a TCP port"):
+        normalise_base_url(host)
+
+
 def test_default_https_port_keeps_the_plain_base_url() -> None:
     assert normalise_base_url("https://api.truto.one", port=443) == "https://api.truto.one"
     assert normalise_base_url(None, port=443) == "https://api.truto.one"
@@ -163,3 +170,31 @@ def test_test_connection_reports_a_missing_connection(monkeypatch: pytest.Monkey
     monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
     ok, message = TrutoHook("nope").test_connection()
     assert not ok and "AIRFLOW_CONN_NOPE" in message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"schema": "TOKEN"},
+        {"host": "ftp://TOKEN.example"},
+        {"host": "http://TOKEN.example.com"},
+        {"host": "https://api.truto.one:99999/TOKEN"},  # port out of range
+        {"host": "https://api.truto.one/?t=TOKEN"},
+        {"extra": {"integrated_account_id": "TOKEN"}},
+        {"extra": {"timeout": "TOKEN"}},
+    ],
+)
+def test_a_token_pasted_into_another_field_never_reaches_the_error(
+    fields: dict[str, object],
+) -> None:
+    token = "tok3n-Secret-77"
+    kwargs: dict[str, Any] = {"host": None, "extra": {}, "conn_id": "c", "password": token}
+    for key, value in fields.items():
+        kwargs[key] = (
+            {k: str(v).replace("TOKEN", token) for k, v in value.items()}
+            if isinstance(value, dict)
+            else str(value).replace("TOKEN", token)
+        )
+    with pytest.raises(TrutoConfigError) as info:
+        TrutoConnectionSettings.from_connection(**kwargs)
+    assert token.lower() not in str(info.value).lower()

@@ -335,3 +335,11 @@ def test_bulk_rejected_rows_have_no_token(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert summary["outcomes"]["failed"] == 3
     assert_no_token(json.dumps(summary), token)
     assert_no_token(target.read_text(), token)
+
+
+@given(token=any_tokens, upper=st.booleans())
+def test_an_echo_in_another_case_never_survives(token: str, upper: bool) -> None:
+    echo = token.upper() if upper else token.lower()
+    if len(echo) != len(token):  # a character whose case mapping has another length
+        return
+    assert echo.lower() not in redact(f"host {echo}.example", token).lower()
