@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx2
@@ -36,6 +37,21 @@ class IdempotentServer:
         self.attempts += 1
         key = request.headers["idempotency-key"]
         self.applied.setdefault(key, 1)  # a repeat of the key is a replay, not a second apply
+
+    def async_handler(
+        self, in_flight: asyncio.Event, closed: asyncio.Event
+    ) -> Callable[[httpx2.Request], Awaitable[httpx2.Response]]:
+        """Holds the first attempt until ``closed`` (set right after the sibling's aclose)."""
+
+        async def handler(request: httpx2.Request) -> httpx2.Response:
+            first = self.attempts == 0
+            self.apply(request)
+            if first:
+                in_flight.set()
+                await closed.wait()
+            return self.answer(first, request)
+
+        return handler
 
     def answer(self, first: bool, request: httpx2.Request) -> httpx2.Response:
         if first and self.lost == "500":
@@ -97,14 +113,7 @@ def test_tasks_aclose_during_an_applied_write(lost: str) -> None:
 
     async def main() -> Any:
         in_flight, closed = asyncio.Event(), asyncio.Event()
-
-        async def handler(request: httpx2.Request) -> httpx2.Response:
-            first = server.attempts == 0
-            server.apply(request)
-            if first:
-                in_flight.set()
-                await closed.wait()
-            return server.answer(first, request)
+        handler = server.async_handler(in_flight, closed)
 
         async def no_sleep(seconds: float) -> None:
             return None
@@ -142,14 +151,7 @@ def test_bulk_single_attempt_survives_a_sibling_aclose() -> None:
 
     async def main() -> Any:
         in_flight, closed = asyncio.Event(), asyncio.Event()
-
-        async def handler(request: httpx2.Request) -> httpx2.Response:
-            first = server.attempts == 0
-            server.apply(request)
-            if first:
-                in_flight.set()
-                await closed.wait()
-            return server.answer(first, request)
+        handler = server.async_handler(in_flight, closed)
 
         hook = TrutoHook(async_transport=httpx2.MockTransport(handler))
         first = asyncio.create_task(hook.asend_once(hook.prepare_update("1", {"amount": 5})))
