@@ -9,8 +9,9 @@ rows, spilled to JSON Lines), ``ledger`` (skip rows applied in an earlier try), 
 
 from __future__ import annotations
 
-from truto_airflow.bulk.engine import BulkEngine, BulkSettings
+from truto_airflow.bulk.engine import BulkEngine, BulkRunError, BulkSettings, RunStopRequested
 from truto_airflow.bulk.ledger import (
+    LedgerStoreError,
     MemoryLedgerStore,
     NullLedgerStore,
     PathLedgerStore,
@@ -20,14 +21,17 @@ from truto_airflow.bulk.ledger import (
 from truto_airflow.bulk.outcomes import Outcome, RowResult, format_outcome_table
 from truto_airflow.bulk.pacer import AccountPacer, RateLimitInfo
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer, RunIdentity
-from truto_airflow.bulk.progress import ProgressReporter
+from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow, RowSource, open_source
 
 __all__ = [
     "AccountPacer",
     "BulkEngine",
+    "BulkRunError",
     "BulkSettings",
+    "GuardedLog",
+    "LedgerStoreError",
     "MemoryLedgerStore",
     "NullLedgerStore",
     "Outcome",
@@ -43,6 +47,7 @@ __all__ = [
     "RowResult",
     "RowSource",
     "RunIdentity",
+    "RunStopRequested",
     "SuccessLedger",
     "TaskStateLedgerStore",
     "format_outcome_table",

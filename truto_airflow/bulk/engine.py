@@ -17,6 +17,12 @@ Shape of a run::
   flight at once), so the last row wins as it would in a sequential loop.
 * Retries reuse the row's Idempotency-Key, so a retry after a lost answer is replayed by Truto
   rather than applied twice.
+* Supervision: the reader, the workers, the progress ticker and the optional watch run as tasks
+  awaited together (``asyncio.wait``), so the first one to fail is seen at once, whatever it was
+  doing; the others are cancelled and awaited, every row read so far gets an outcome
+  (``not_attempted`` / ``interrupted`` for those cut short) and :class:`BulkRunError` carries the
+  cause and that summary. Nothing waits on a coroutine that is gone (the reader used to wait for
+  room that only dead workers could free).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from truto_airflow.bulk.ledger import NullLedgerStore, SuccessLedger
+from truto_airflow.bulk.ledger import LedgerStoreError, NullLedgerStore, SuccessLedger
 from truto_airflow.bulk.outcomes import (
     CORE_OUTCOMES,
     REJECTED,
@@ -47,9 +53,9 @@ from truto_airflow.bulk.outcomes import (
 )
 from truto_airflow.bulk.pacer import AccountPacer
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer
-from truto_airflow.bulk.progress import ProgressReporter
+from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
-from truto_airflow.bulk.rows import RowSource
+from truto_airflow.bulk.rows import RawRow, RowSource
 from truto_airflow.bulk.runner import wait_event
 from truto_airflow.bulk.spill import SpillQueue
 from truto_airflow.exceptions import TrutoAPIError
@@ -58,12 +64,30 @@ from truto_airflow.retry import RETRY_STATUSES, RetryPolicy
 if TYPE_CHECKING:
     from truto_airflow.hooks.truto import TrutoHook
 
-__all__ = ["BulkEngine", "BulkSettings"]
+__all__ = ["BulkEngine", "BulkRunError", "BulkSettings", "RunStopRequested"]
 
 log = logging.getLogger(__name__)
 
 #: An account whose pacer says "not before" further away than this gets its overflow spilled.
 _SPILL_AFTER_S = 0.5
+
+
+class BulkRunError(RuntimeError):
+    """The run stopped on an internal failure before every row was done.
+
+    ``where`` names the part that failed (``reader``, ``worker 3``, ``ledger``, ``progress
+    ticker``, ``watch``), ``cause`` is its exception and ``summary`` accounts for every row read.
+    """
+
+    def __init__(self, where: str, cause: BaseException, summary: dict[str, Any]) -> None:
+        self.where = where
+        self.cause = cause
+        self.summary = summary
+        super().__init__(f"bulk run stopped: {where} failed: {summary['aborted']['cause']}")
+
+
+class RunStopRequested(RuntimeError):
+    """The engine's ``watch`` said the run must stop (e.g. the task's supervisor is gone)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +140,17 @@ class _Account:
 
 
 class BulkEngine:
-    """Runs one bulk update. Use once: ``summary = await engine.run(source)``."""
+    """Runs one bulk update. Use once: ``summary = await engine.run(source)``.
+
+    ``watch``, when given, is asked every :attr:`watch_every` seconds whether the run must stop
+    (a reason string) or not (``None``): for conditions that offer no event to wait on, such as the
+    parent process being gone.
+    """
+
+    #: Seconds between two calls of ``watch``.
+    watch_every: float = 1.0
+    #: Builds the progress reporter (a seam for tests and custom reporting).
+    progress_factory: Callable[..., ProgressReporter] = ProgressReporter
 
     def __init__(
         self,
@@ -130,6 +164,7 @@ class BulkEngine:
         logger: Any = None,
         clock: Callable[[], float] = time.monotonic,
         retry_policy: RetryPolicy | None = None,
+        watch: Callable[[], str | None] | None = None,
     ) -> None:
         self.hook = hook
         self.preparer = preparer
@@ -137,8 +172,9 @@ class BulkEngine:
         self.ledger = ledger or SuccessLedger(NullLedgerStore())
         self.rejected = rejected or RejectedRows(inline_limit=self.settings.inline_rejected)
         self.planners = list(planners)
-        self.log = logger or log
+        self.log = GuardedLog.wrap(logger or log)
         self.clock = clock
+        self.watch = watch
         self.policy = retry_policy or hook.retry_policy
         s = self.settings
         self.max_retries = s.max_retries if s.max_retries is not None else self.policy.max_retries
@@ -155,13 +191,24 @@ class BulkEngine:
         self._room = asyncio.Event()
         self._spill_dir: pathlib.Path | None = None
         self.progress: ProgressReporter | None = None
+        #: Rows a worker holds (by row index) until they settle: in flight, or being planned.
+        self._held: dict[int, tuple[_Account, RowItem]] = {}
+        #: The row the reader holds between reading it and settling or queueing it.
+        self._reading: RawRow | RowItem | None = None
+        self._ledger_failures_seen = 0
+        self._stopping = False
+        #: The last summary built by :meth:`run` (also when it stopped early).
+        self.result: dict[str, Any] | None = None
 
     # -- public ---------------------------------------------------------------------------
 
     async def run(self, source: RowSource) -> dict[str, Any]:
-        """Process every row of ``source``; return the summary (counts, never all rows)."""
+        """Process every row of ``source``; return the summary (counts, never all rows).
+
+        Raises :class:`BulkRunError` (with the summary so far) when a part of the engine fails.
+        """
         s = self.settings
-        self.progress = ProgressReporter(
+        self.progress = self.progress_factory(
             self.log,
             every_rows=s.progress_every_rows,
             every_seconds=s.progress_every_seconds,
@@ -169,53 +216,177 @@ class BulkEngine:
             clock=self.clock,
         )
         started = self.clock()
-        workers = [asyncio.create_task(self._worker()) for _ in range(s.max_concurrency)]
-        ticker = asyncio.create_task(self._ticker())
+        tasks = {asyncio.create_task(self._read(source)): "reader"}
+        for n in range(s.max_concurrency):
+            tasks[asyncio.create_task(self._worker())] = f"worker {n}"
+        tasks[asyncio.create_task(self._ticker())] = "progress ticker"
+        if self.watch is not None:
+            tasks[asyncio.create_task(self._watch(self.watch))] = "watch"
+        failure: tuple[str, BaseException] | None = None
+        finished = False
         try:
-            await self._read(source)
-            self._input_done = True
-            self._wake()
-            await asyncio.gather(*workers)
+            failure = await self._supervise(tasks)
+            finished = failure is None
         finally:
-            ticker.cancel()
-            for task in workers:
+            # The flag and the wake-up end loops whose cancellation third-party code swallowed.
+            self._stopping = True
+            self._wake()
+            self._room.set()
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(ticker, *workers, return_exceptions=True)
-            self.ledger.flush()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not finished:  # failed, or cancelled from outside: account for the rest
+                self._settle_unfinished()
+            self._flush_ledger()
             self._cleanup_spill()
+            stopped = failure
+            if stopped is None and not finished:
+                stopped = ("caller", asyncio.CancelledError("the run was cancelled"))
+            self.result = self._build(started, stopped)
+        if failure is not None:
+            where, cause = failure
+            if not isinstance(cause, Exception):  # a task timeout, KeyboardInterrupt: as is
+                raise cause
+            raise BulkRunError(where, cause, self.result) from cause
+        return self.result
+
+    async def _supervise(
+        self, tasks: dict[asyncio.Task[None], str]
+    ) -> tuple[str, BaseException] | None:
+        """Wait until the reader and every worker are done; the first task to fail ends it.
+
+        All tasks are awaited together, so a failure is seen the moment it happens (no timeout
+        or polling detects it). Returns where it failed and why, or ``None`` when all is done.
+        """
+        pending: set[asyncio.Task[None]] = set(tasks)
+        essential = {
+            t for t, name in tasks.items() if name == "reader" or name.startswith("worker")
+        }
+        while essential & pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                name = tasks[task]
+                if task.cancelled():
+                    return name, asyncio.CancelledError(f"{name} was cancelled")
+                exc = task.exception()
+                if exc is not None:
+                    return ("ledger" if isinstance(exc, LedgerStoreError) else name), exc
+        return None
+
+    def _build(self, started: float, failure: tuple[str, BaseException] | None) -> dict[str, Any]:
         duration = self.clock() - started
-        self.progress.maybe_report(self.summary.done, self._counts(), force=True)
+        if failure is None and self.progress is not None:
+            self.progress.maybe_report(self.summary.done, self._counts(), force=True)
         result = self.summary.build(duration=duration, rejected=self.rejected.finish())
         result["spilled_rows"] = self._spilled_total
         result["ledger"] = self.ledger.describe()
+        if failure is not None:
+            where, cause = failure
+            result["aborted"] = {
+                "where": where,
+                "cause": self.hook.redact_text(f"{type(cause).__name__}: {cause}"),
+            }
+        if self.log.failures:
+            result["log_write_failures"] = self.log.failures
         return result
+
+    def _flush_ledger(self) -> None:
+        """The end-of-run write; rows it cannot store are reported, not raised."""
+        if self.ledger.flush():
+            return
+        self.log.warning(
+            "Ledger (%s) could not record %d applied row(s) (%s): a retry of this task would send "
+            "them again, and their Idempotency-Keys make Truto replay them, not apply them twice",
+            self.ledger.store.description,
+            self.ledger.unsaved,
+            self.ledger.last_error,
+        )
+
+    def _settle_unfinished(self) -> None:
+        """After a stop: each row read but not finished is ``interrupted`` or ``not_attempted``."""
+        unfinished: dict[int, RowResult] = {}
+
+        def add(item: RowItem, sent: bool) -> None:
+            outcome = Outcome.INTERRUPTED if sent else Outcome.NOT_ATTEMPTED
+            unfinished.setdefault(
+                item.index,
+                RowResult(
+                    index=item.index,
+                    outcome=outcome,
+                    opportunity_id=item.opportunity_id,
+                    integrated_account_id=item.account,
+                    attempts=item.attempts + item.throttles,
+                    line=item.line,
+                ),
+            )
+
+        for _acct, item in self._held.values():
+            add(item, True)  # in a worker's hands: maybe sent, maybe applied
+        for acct in self._accounts.values():
+            for _when, _seq, item in acct.retry:
+                add(item, True)
+            waiting = [w for ws in acct.waiting.values() for w in ws]
+            for item in itertools.chain(acct.queue, waiting):
+                add(item, bool(item.attempts or item.throttles))
+            if acct.spill is not None:
+                while records := acct.spill.pop_many(1024):
+                    for rec in records:
+                        add(RowItem.from_record(rec), False)
+            acct.retry.clear()
+            acct.queue.clear()
+            acct.waiting.clear()
+        reading = self._reading
+        if isinstance(reading, RowItem):
+            add(reading, False)
+        elif isinstance(reading, RawRow) and reading.index not in unfinished:
+            data = reading.data
+            opp = data.get("id") if isinstance(data, dict) else None
+            unfinished[reading.index] = RowResult(
+                index=reading.index,
+                outcome=Outcome.NOT_ATTEMPTED,
+                opportunity_id=None if opp is None else str(opp),
+                line=reading.line,
+            )
+        self._held.clear()
+        self._reading = None
+        self._in_memory = 0
+        for index in sorted(unfinished):
+            self.summary.record(unfinished[index])
 
     # -- reading and admission -----------------------------------------------------------
 
     async def _read(self, source: RowSource) -> None:
         for n, raw in enumerate(source.rows, start=1):
+            self._reading = raw
             if n % 8 == 0:
                 # Validation is CPU work: yield often so answers waiting in the loop are read
                 # promptly (long stretches here show up as latency and lost throughput).
                 await asyncio.sleep(0)
-            prepared = self.preparer.prepare(raw)
-            if isinstance(prepared, RowResult):
-                self._settle(prepared, counted=False)
-                continue
-            if self.ledger.already_applied(prepared.key):
-                self._settle(
-                    RowResult(
-                        index=prepared.index,
-                        outcome=Outcome.UPDATED,
-                        opportunity_id=prepared.opportunity_id,
-                        integrated_account_id=prepared.account,
-                        already_applied=True,
-                        line=prepared.line,
-                    ),
-                    counted=False,
-                )
-                continue
-            await self._admit(prepared)
+            await self._read_one(raw)
+            self._reading = None
+        self._input_done = True
+        self._wake()
+
+    async def _read_one(self, raw: RawRow) -> None:
+        prepared = self.preparer.prepare(raw)
+        if isinstance(prepared, RowResult):
+            self._settle(prepared, counted=False)
+            return
+        self._reading = prepared
+        if self.ledger.already_applied(prepared.key):
+            self._settle(
+                RowResult(
+                    index=prepared.index,
+                    outcome=Outcome.UPDATED,
+                    opportunity_id=prepared.opportunity_id,
+                    integrated_account_id=prepared.account,
+                    already_applied=True,
+                    line=prepared.line,
+                ),
+                counted=False,
+            )
+            return
+        await self._admit(prepared)
 
     def _account(self, key: str) -> _Account:
         acct = self._accounts.get(key)
@@ -260,6 +431,8 @@ class BulkEngine:
             elif blocked:
                 self._spill(acct, item)
                 return
+            if self._stopping:
+                raise asyncio.CancelledError("the run is stopping")
             self._room.clear()
             await wait_event(self._room, 0.25)
 
@@ -343,6 +516,8 @@ class BulkEngine:
 
     async def _next(self) -> tuple[_Account, RowItem] | None:
         while True:
+            if self._stopping:
+                return None
             now = self.clock()
             got = self._pick(now)
             if got is not None:
@@ -360,7 +535,26 @@ class BulkEngine:
             if got is None:
                 return
             acct, item = got
+            self._held[item.index] = got
             await self._process(acct, item)
+            self._check_ledger()
+
+    def _check_ledger(self) -> None:
+        """Say when the ledger store failed; stop the run when it was given up on."""
+        ledger = self.ledger
+        if ledger.flush_failures != self._ledger_failures_seen:
+            self._ledger_failures_seen = ledger.flush_failures
+            if ledger.error is None:
+                self.log.warning(
+                    "Ledger store (%s) failed (%s): %d applied row(s) kept in memory, next write "
+                    "in %.0f s",
+                    ledger.store.description,
+                    ledger.last_error,
+                    ledger.unsaved,
+                    ledger.retry_in(),
+                )
+        if ledger.error is not None:
+            raise ledger.error
 
     async def _ticker(self) -> None:
         every = self.settings.progress_every_seconds
@@ -371,6 +565,14 @@ class BulkEngine:
             progress = self.progress
             if progress is not None and progress.due(self.summary.done):
                 progress.maybe_report(self.summary.done, self._counts(), self._extra(), force=True)
+
+    async def _watch(self, check: Callable[[], str | None]) -> None:
+        """Polls ``check``: what it watches (a parent process) has no event to wait on."""
+        while True:
+            await asyncio.sleep(self.watch_every)
+            reason = check()
+            if reason:
+                raise RunStopRequested(reason)
 
     # -- one row ----------------------------------------------------------------------------
 
@@ -576,6 +778,10 @@ class BulkEngine:
         counted: bool = True,
     ) -> None:
         """Record a row's one and only outcome and free what it held."""
+        self._held.pop(result.index, None)
+        reading = self._reading
+        if reading is not None and reading.index == result.index:
+            self._reading = None
         self.summary.record(result)
         if result.outcome in REJECTED:
             self.rejected.add(result)

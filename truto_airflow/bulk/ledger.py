@@ -13,17 +13,28 @@ Entries are the first 16 hex digits of each row's Idempotency-Key (which already
 account, opportunity and body), written in append-only chunks: incrementally while the task runs
 (every ``flush_rows`` successes or ``flush_seconds``) and once more at the end, so a crashed
 worker loses at most one chunk, whose rows Truto then replays by key instead of re-applying.
+
+When the store fails, recording never raises into the row that was just applied: the entries stay
+pending, the next write waits (``flush_seconds``, doubling after each failure) instead of being
+retried on every later success, and a success resets the count. A store that fails
+``max_failures`` times in a row, or whose channel is closed for good (``BrokenPipeError`` and
+friends: Airflow's task supervisor is gone), sets :attr:`SuccessLedger.error`; the engine then
+stops the run rather than go on applying rows a retry would not know about. Choosing to stop:
+carrying on would turn every later row into a blind resend on the next try, and a store that is
+down usually means the task's own reporting is down too.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 __all__ = [
     "LedgerStore",
+    "LedgerStoreError",
     "MemoryLedgerStore",
     "NullLedgerStore",
     "PathLedgerStore",
@@ -33,6 +44,17 @@ __all__ = [
 
 TOKEN_LEN = 16
 META_KEY = "truto_bulk_ledger"
+
+#: Failures that mean the store's channel is closed for good (the supervisor process that serves
+#: ``task_state_store`` is gone): retrying cannot help.
+_CLOSED = (BrokenPipeError, ConnectionResetError, EOFError)
+
+#: Longest wait between two attempts to write to a failing store.
+_MAX_BACKOFF_S = 300.0
+
+
+class LedgerStoreError(RuntimeError):
+    """The ledger store cannot record applied rows; the run stops rather than go on without it."""
 
 
 def token_for(idempotency_key: str) -> str:
@@ -157,17 +179,26 @@ class SuccessLedger:
         flush_rows: int = 1000,
         flush_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        max_failures: int = 3,
     ) -> None:
         self.store = store
         self.flush_rows = max(1, flush_rows)
         self.flush_seconds = flush_seconds
+        self.max_failures = max(1, max_failures)
         self._clock = clock
         self._known: set[str] = set()
         self._pending: list[str] = []
         self._chunks = 0
         self._last_flush = clock()
+        self._retry_at = -math.inf
+        self._failing = 0
         self.loaded = 0
         self.flushes = 0
+        #: Failed writes in this run (each one backed off).
+        self.flush_failures = 0
+        self.last_error: str | None = None
+        #: Set when the store is given up on (see the module docstring).
+        self.error: LedgerStoreError | None = None
 
     def load(self) -> int:
         """Read what earlier tries recorded; returns the number of applied rows known."""
@@ -183,24 +214,74 @@ class SuccessLedger:
         return bool(self._known) and token_for(idempotency_key) in self._known
 
     def record(self, idempotency_key: str) -> None:
+        """Remember an applied row; writes a chunk when one is due. Never raises."""
         self._pending.append(token_for(idempotency_key))
-        if (
-            len(self._pending) >= self.flush_rows
-            or self._clock() - self._last_flush >= self.flush_seconds
-        ):
-            self.flush()
+        if self.error is not None:
+            return
+        now = self._clock()
+        if now < self._retry_at:
+            return
+        if len(self._pending) >= self.flush_rows or now - self._last_flush >= self.flush_seconds:
+            self._write(now)
 
-    def flush(self) -> None:
-        self._last_flush = self._clock()
+    def flush(self) -> bool:
+        """Write what is pending now (end of a run), back-off or not. Never raises.
+
+        Returns whether every recorded row is stored (see :attr:`unsaved`).
+        """
+        self._write(self._clock())
+        return not self._pending
+
+    @property
+    def unsaved(self) -> int:
+        """Rows recorded in this run that the store does not hold yet."""
+        return len(self._pending)
+
+    def _write(self, now: float) -> None:
+        self._last_flush = now
         if not self._pending:
             return
-        self.store.append(self._chunks, "".join(self._pending))
+        try:
+            self.store.append(self._chunks, "".join(self._pending))
+        except Exception as exc:  # never into the row that was just applied; see module docs
+            self._failed(now, exc)
+            return
         self._chunks += 1
         self._pending.clear()
         self.flushes += 1
+        self._failing = 0
+        self._retry_at = -math.inf
+
+    def _failed(self, now: float, exc: Exception) -> None:
+        self.flush_failures += 1
+        self._failing += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        base = max(self.flush_seconds, 1.0)
+        self._retry_at = now + min(base * 2 ** (self._failing - 1), _MAX_BACKOFF_S)
+        closed = isinstance(exc, _CLOSED)
+        if self.error is None and (closed or self._failing >= self.max_failures):
+            why = "its channel is closed" if closed else f"{self._failing} failures in a row"
+            error = LedgerStoreError(
+                f"the success ledger's store ({self.store.description}) cannot record applied "
+                f"rows ({why}; last: {self.last_error}); stopping rather than applying rows a "
+                "task retry would not know about"
+            )
+            error.__cause__ = exc
+            self.error = error
+
+    def retry_in(self) -> float:
+        """Seconds until the next write is allowed (0 when it is not backing off)."""
+        return max(self._retry_at - self._clock(), 0.0)
 
     def describe(self) -> dict[str, Any]:
-        return {"store": self.store.description, "loaded": self.loaded, "chunks": self._chunks}
+        return {
+            "store": self.store.description,
+            "loaded": self.loaded,
+            "chunks": self._chunks,
+            "flush_failures": self.flush_failures,
+            "unsaved": self.unsaved,
+            "error": self.last_error if self._pending or self.error is not None else None,
+        }
 
     def __repr__(self) -> str:
         return f"SuccessLedger({json.dumps(self.describe())})"

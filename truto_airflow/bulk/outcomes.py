@@ -25,6 +25,13 @@ class Outcome(str, enum.Enum):
     UNCHANGED = "unchanged"
     #: ``dry_run``: the row would be written; nothing was sent.
     WOULD_UPDATE = "would_update"
+    #: The run stopped on an internal failure (the summary's ``aborted``) before this row was
+    #: sent. A task retry sends it.
+    NOT_ATTEMPTED = "not_attempted"
+    #: The run stopped while this row was in flight or waiting for a retry: it may have been
+    #: applied. A task retry resends it with the same Idempotency-Key, so Truto replays it
+    #: rather than applying it twice.
+    INTERRUPTED = "interrupted"
 
 
 #: Outcomes of rows that were sent (or tried to be): only these have a final status code.

@@ -1,4 +1,10 @@
-"""A progress line every N rows or S seconds: rows done, rate and ETA."""
+"""A progress line every N rows or S seconds: rows done, rate and ETA; log writes that never raise.
+
+Why guarded: Airflow's task runner logs through structlog to a pipe owned by its supervisor
+process. When that process dies, every log write raises ``BrokenPipeError``; a progress line that
+raises from inside a worker used to kill the worker (and, with it, the run's liveness). A log line
+is never worth a row, so write failures are counted (the summary reports them) and swallowed.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,44 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["ProgressReporter"]
+__all__ = ["GuardedLog", "ProgressReporter"]
 
 
 class _Log(Protocol):
     def info(self, msg: Any, /, *args: Any) -> Any: ...
+
+
+class GuardedLog:
+    """A logger front whose write failures are counted, never raised (see the module docstring)."""
+
+    def __init__(self, log: Any) -> None:
+        self.inner = log
+        #: Log calls that raised (and were dropped).
+        self.failures = 0
+        self.last_error: str | None = None
+
+    @classmethod
+    def wrap(cls, log: Any) -> GuardedLog:
+        return log if isinstance(log, GuardedLog) else cls(log)
+
+    def _emit(self, level: str, msg: Any, args: tuple[Any, ...]) -> None:
+        try:
+            getattr(self.inner, level)(msg, *args)
+        except Exception as exc:  # a broken log pipe, a bad handler: drop the line, keep going
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def debug(self, msg: Any, /, *args: Any) -> None:
+        self._emit("debug", msg, args)
+
+    def info(self, msg: Any, /, *args: Any) -> None:
+        self._emit("info", msg, args)
+
+    def warning(self, msg: Any, /, *args: Any) -> None:
+        self._emit("warning", msg, args)
+
+    def error(self, msg: Any, /, *args: Any) -> None:
+        self._emit("error", msg, args)
 
 
 class ProgressReporter:
@@ -26,7 +65,7 @@ class ProgressReporter:
         clock: Callable[[], float] = time.monotonic,
         label: str = "Bulk progress",
     ) -> None:
-        self.log = log
+        self.log = GuardedLog.wrap(log)
         self.label = label
         self.every_rows = every_rows if every_rows and every_rows > 0 else None
         self.every_seconds = every_seconds if every_seconds and every_seconds > 0 else None
