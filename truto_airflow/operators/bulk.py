@@ -6,7 +6,8 @@ Same models, validation and hook as the single-row operator; the engine lives in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,7 +15,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from truto_airflow.assets import DEFAULT_OUTLETS
-from truto_airflow.bulk.engine import BulkEngine, BulkSettings
+from truto_airflow.bulk.engine import BulkEngine, BulkRunError, BulkSettings
 from truto_airflow.bulk.ledger import (
     LedgerStore,
     NullLedgerStore,
@@ -24,6 +25,7 @@ from truto_airflow.bulk.ledger import (
 )
 from truto_airflow.bulk.outcomes import format_outcome_table
 from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
+from truto_airflow.bulk.progress import GuardedLog
 from truto_airflow.bulk.rows import open_source, resolve_path
 from truto_airflow.bulk.runner import LoopRunner
 from truto_airflow.bulk.safety import (
@@ -66,6 +68,29 @@ def _number(name: str, value: Any, *, kind: type = int, minimum: float = 0) -> A
     if number < minimum:
         raise TrutoInputError(f"{name} must be >= {minimum}, got {value!r}")
     return number
+
+
+def supervisor_watch() -> Callable[[], str | None]:
+    """A bulk-engine watch: the run stops when this process's parent is gone.
+
+    Why: in a deployment the task runs in a child of Airflow's task supervisor, which relays its
+    logs, heartbeats and ``task_state_store`` (the ledger). When the supervisor dies the child is
+    orphaned: its pipes are broken, nobody records what it does, and Airflow has already failed
+    this try (and may be running the retry). Its parent id changing is the only sign that needs
+    no write to fail first.
+    """
+    parent = os.getppid()
+
+    def check() -> str | None:
+        now = os.getppid()
+        if now == parent:
+            return None
+        return (
+            f"this task's parent process (pid {parent}, Airflow's task supervisor) is gone "
+            f"(parent now pid {now}): stopping instead of running on unobserved"
+        )
+
+    return check
 
 
 def decide_failure(
@@ -331,6 +356,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             rejected=rejected,
             planners=[safety, *self.planners],
             logger=self.log,
+            watch=supervisor_watch(),
         )
         self.log.info(
             "Bulk update of %s with max_concurrency=%d (ledger: %s)",
@@ -340,7 +366,10 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         )
         # execution_timeout and on_kill cancel the run; the hook's client closes on the way out.
         self._runner = LoopRunner()
-        summary = self._runner.run(self._run(engine, source))
+        try:
+            summary = self._runner.run(self._run(engine, source))
+        except BulkRunError as exc:
+            raise self._stopped_early(exc, context, safety.describe()) from exc
         summary["data_safety"] = safety.describe()
         self._log_data_safety(summary["data_safety"])
         self.report_written(
@@ -378,6 +407,43 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
                 "(or the account) and re-run"
             )
         return summary
+
+    def _stopped_early(
+        self, error: BulkRunError, context: Mapping[str, Any], data_safety: dict[str, Any]
+    ) -> AirflowException:
+        """The task failure for a run the engine stopped: names the cause, keeps the summary.
+
+        Retryable unless the cause itself is a fail-now error: rows the ledger recorded are
+        skipped by the retry, the others are resent under the same Idempotency-Keys. Logging and
+        the XCom push are best effort here (their pipes may be what broke), so the cause is what
+        the task reports.
+        """
+        log = GuardedLog.wrap(self.log)
+        summary = error.summary
+        summary["data_safety"] = data_safety
+        counts = ", ".join(f"{k}={v}" for k, v in summary["outcomes"].items() if v)
+        message = (
+            f"Bulk update stopped early: {error.where} failed: {summary['aborted']['cause']}. "
+            f"{summary['rows']} row(s) read: {counts or 'none finished'}. A task retry skips the "
+            "rows the ledger recorded and sends the rest with the same Idempotency-Keys"
+        )
+        ledger = summary["ledger"]
+        if ledger["unsaved"]:
+            message += (
+                f"; {ledger['unsaved']} applied row(s) are not in the ledger ({ledger['error']}): "
+                "a retry sends them again and Truto replays them by key"
+            )
+        log.error("%s", message)
+        log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
+        ti = context.get("ti")
+        if ti is not None:
+            try:
+                ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+            except Exception as exc:
+                log.warning("Could not push the summary to XCom (%s: %s)", type(exc).__name__, exc)
+        if isinstance(error.cause, AirflowFailException):
+            return AirflowFailException(message)
+        return AirflowException(message)
 
     def _safety_planner(self, identity: RunIdentity, preparer: RowPreparer) -> DataSafetyPlanner:
         """Preflight, skip-unchanged and dry run as the first plan step (docs/data_safety.md)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import pathlib
 from collections.abc import Callable
@@ -13,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.conftest import ACCOUNT_ID, TOKEN
 from tests.unit.bulk.test_ledger_outcomes import FakeTaskStateStore
+from tests.unit.bulk.test_supervision import SAFETY_NET_S
 from truto_airflow.operators.bulk import (
     SUMMARY_XCOM_KEY,
     UpdateOpportunitiesOperator,
@@ -77,6 +80,18 @@ def status_for(failing: dict[str, int]) -> Handler:
 @pytest.fixture(autouse=True)
 def _conn(truto_conn: str) -> str:
     return truto_conn
+
+
+@pytest.fixture(autouse=True)
+def _safety_net(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bound every engine run far above what it takes: a regression (a hang) fails the test."""
+    import truto_airflow.operators.bulk as bulk_module
+
+    class BoundedRunner(bulk_module.LoopRunner):
+        def run(self, coro: Any) -> Any:
+            return super().run(asyncio.wait_for(coro, SAFETY_NET_S))
+
+    monkeypatch.setattr(bulk_module, "LoopRunner", BoundedRunner)
 
 
 def test_success_returns_and_pushes_the_summary() -> None:
@@ -196,3 +211,100 @@ def test_templated_fields_and_reexport() -> None:
     assert {"updates", "max_failed", "rejected_rows_path"} <= set(
         UpdateOpportunitiesOperator.template_fields
     )
+
+
+# -- the engine stops early (issue 9): the task fails naming the cause, summary in XCom ----------
+
+
+class BrokenTaskStateStore(FakeTaskStateStore):
+    """Airflow's task_state_store after the supervisor that serves it died."""
+
+    def set(self, key: str, value: Any) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_engine_failure_fails_the_task_naming_the_cause() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise RuntimeError("transport bug")
+        return httpx2.Response(200, json={"id": "x"})
+
+    ti = FakeTI()
+    with pytest.raises(AirflowException) as info:
+        operator(handler, rows(400)).execute(context(ti))  # type: ignore[arg-type]
+    assert not isinstance(info.value, AirflowFailException)  # a retry resumes from the ledger
+    text = str(info.value)
+    assert "stopped early: worker" in text and "RuntimeError: transport bug" in text
+    assert "updated=10" in text and "not_attempted=" in text
+    summary = ti.xcom[SUMMARY_XCOM_KEY]
+    assert summary["aborted"]["cause"] == "RuntimeError: transport bug"
+    assert sum(summary["outcomes"].values()) == summary["rows"] < 400
+    assert TOKEN not in text and TOKEN not in json.dumps(summary)
+
+
+def test_broken_ledger_store_fails_the_task_and_says_what_was_not_recorded() -> None:
+    """The supervisor is gone: task_state_store raises BrokenPipeError (so does the log)."""
+    ti = FakeTI()
+    op = operator(status_for({}), rows(1500))
+    with pytest.raises(AirflowException) as info:
+        op.execute(context(ti, BrokenTaskStateStore()))  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "stopped early: ledger failed: LedgerStoreError" in text
+    assert "BrokenPipeError" in text
+    summary = ti.xcom[SUMMARY_XCOM_KEY]
+    assert summary["rows"] < 1500  # it did not carry on without memory
+    assert summary["ledger"]["unsaved"] == summary["outcomes"]["updated"] >= 1000
+    assert f"{summary['ledger']['unsaved']} applied row(s) are not in the ledger" in text
+
+
+def test_orphaned_task_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its parent (the supervisor) died: the parent pid changes; the run ends, never idles."""
+    import truto_airflow.operators.bulk as bulk_module
+    from truto_airflow.bulk import BulkEngine
+
+    monkeypatch.setattr(BulkEngine, "watch_every", 0.001)
+    parents = iter([100])  # the first call (at start) sees the supervisor; later ones do not
+    monkeypatch.setattr(bulk_module.os, "getppid", lambda: next(parents, 1))
+
+    async def handler(request: httpx2.Request) -> httpx2.Response:
+        # Never answers: only the watch can end this run. The wait's bound is a safety net far
+        # above the milliseconds this takes, so a regression fails instead of hanging CI.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), SAFETY_NET_S)
+        return httpx2.Response(500, json={"message": "safety net reached: the watch did not fire"})
+
+    ti = FakeTI()
+    with pytest.raises(AirflowException) as info:
+        operator(handler, rows(50)).execute(context(ti))  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "stopped early: watch failed" in text
+    assert "parent process (pid 100, Airflow's task supervisor) is gone" in text
+    assert ti.xcom[SUMMARY_XCOM_KEY]["outcomes"]["interrupted"] == 1  # the pacer's probe
+
+
+def test_failing_xcom_push_does_not_hide_the_cause() -> None:
+    class DeadTI(FakeTI):
+        def xcom_push(self, key: str, value: Any) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise RuntimeError("transport bug")
+
+    with pytest.raises(AirflowException, match="RuntimeError: transport bug"):
+        operator(handler, rows(5)).execute(context(DeadTI()))  # type: ignore[arg-type]
+
+
+def test_fail_now_cause_stays_fail_now() -> None:
+    from truto_airflow.exceptions import TrutoInputError
+
+    def updates() -> Any:
+        yield from rows(3)
+        raise TrutoInputError("updates: the source refused to go on")
+
+    ti = FakeTI()
+    with pytest.raises(AirflowFailException, match="reader failed: TrutoInputError"):
+        operator(status_for({}), updates()).execute(context(ti))  # type: ignore[arg-type]
+    assert ti.xcom[SUMMARY_XCOM_KEY]["rows"] == 3
