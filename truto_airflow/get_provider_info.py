@@ -19,6 +19,9 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Truto",
         "description": "Update CRM records (HubSpot, Pipedrive, Salesforce, ...) through Truto's "
         "Unified CRM API.",
+        # Released versions, newest first (provider.yaml's schema); the first is __version__ and
+        # each has a CHANGELOG.md section (tests/unit/test_get_provider_info.py checks both).
+        "versions": ["0.1.0"],
         "integrations": [
             {
                 "integration-name": "Truto",
@@ -32,6 +35,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Truto",
                 "python-modules": [
                     "truto_airflow.operators.opportunities",
+                    "truto_airflow.operators.bulk",
                     "truto_airflow.operators.export",
                     "truto_airflow.operators.partition",
                 ],

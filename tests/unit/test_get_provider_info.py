@@ -6,6 +6,8 @@ import importlib
 import json
 import os
 import pathlib
+import pkgutil
+import re
 import subprocess
 import sys
 from importlib.metadata import distribution
@@ -14,8 +16,10 @@ import airflow
 import jsonschema
 import pytest
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 import truto_airflow
+from tests.conftest import ROOT
 from truto_airflow.get_provider_info import get_provider_info
 
 AIRFLOW_DIR = pathlib.Path(airflow.__file__).parent
@@ -58,6 +62,40 @@ def test_declared_classes_and_modules_import() -> None:
     for link in info["extra-links"]:
         module, _, cls_name = link.rpartition(".")
         assert hasattr(importlib.import_module(module), cls_name)
+
+
+def test_every_operator_and_hook_module_is_declared() -> None:
+    """A new module under operators/ or hooks/ must be listed, or Airflow never shows it."""
+    info = get_provider_info()
+    for group in ("operators", "hooks"):
+        package = importlib.import_module(f"truto_airflow.{group}")
+        present = {
+            f"{package.__name__}.{m.name}"
+            for m in pkgutil.iter_modules(package.__path__)
+            if not m.name.startswith("_")
+        }
+        declared = {mod for entry in info[group] for mod in entry["python-modules"]}
+        assert declared == present, f"get_provider_info()[{group!r}] must list exactly {present}"
+
+
+def test_versions_start_with_this_version_and_each_has_a_changelog_entry() -> None:
+    versions = get_provider_info()["versions"]
+    assert versions[0] == truto_airflow.__version__
+    assert versions == sorted(versions, key=Version, reverse=True)
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    released = re.findall(r"^## \[(\d[^\]]*)\]", changelog, flags=re.MULTILINE)
+    assert released == versions, "CHANGELOG.md release sections and provider versions differ"
+    assert "## [Unreleased]" in changelog
+
+
+def test_documentation_url_is_this_projects_docs() -> None:
+    urls = dict(
+        (label.strip(), url.strip())
+        for label, _, url in (
+            v.partition(",") for v in distribution("truto-airflow").metadata.get_all("Project-URL")
+        )
+    )
+    assert "truto.one" not in urls["Documentation"]
 
 
 def test_ui_field_behaviour() -> None:
