@@ -6,7 +6,6 @@ import json
 import os
 import pathlib
 import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -56,12 +55,9 @@ def truto_conn(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> Iterator[None]:
-    """A migrated sqlite metadata DB in the private AIRFLOW_HOME (only for dag.test() tests)."""
-    from airflow.utils import db
-
-    db.initdb()
-    yield
+def airflow_db(truto_airflow_db: None) -> None:
+    """A migrated metadata DB in the private AIRFLOW_HOME (only for dag.test() tests); the
+    emulator plugin's fixture, so the rule lives in one place."""
 
 
 @pytest.fixture
