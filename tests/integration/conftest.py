@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import pathlib
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,9 +21,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def emulator(truto_emulator: EmulatorHandle, airflow_db: None) -> EmulatorHandle:
-    """The emulator plugin's fixture (a real uvicorn server on 127.0.0.1, reset for each test,
-    ``truto_default`` pointing at its HubSpot account), plus a migrated metadata DB."""
+def emulator(truto_emulator: EmulatorHandle) -> EmulatorHandle:
+    """The emulator plugin's fixture: a real uvicorn server on 127.0.0.1, reset for each test,
+    ``truto_default`` pointing at its HubSpot account, a migrated metadata DB."""
     return truto_emulator
 
 
@@ -58,3 +62,45 @@ def task_log_text() -> str:
     if not logs.exists():
         return ""
     return "\n".join(p.read_text(errors="replace") for p in sorted(logs.rglob("*")) if p.is_file())
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """The sdist and wheel built from this checkout."""
+
+    sdist: pathlib.Path
+    wheel: pathlib.Path
+
+
+@pytest.fixture(scope="session")
+def built_dist(tmp_path_factory: pytest.TempPathFactory) -> Distribution:
+    """Build the sdist and wheel once per session (about 5 s), or take the ones `make dist` built
+    (``TRUTO_DIST_DIR``), so the checks run on exactly what a release would upload.
+
+    The build uses this venv's setuptools (`--no-build-isolation`) so it needs no network."""
+    given = os.environ.get("TRUTO_DIST_DIR")
+    if given:
+        out = pathlib.Path(given).resolve()
+    else:
+        out = tmp_path_factory.mktemp("dist")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uv",
+                "build",
+                "-q",
+                "--no-build-isolation",
+                "--offline",
+                "--python",
+                sys.executable,
+                "--out-dir",
+                str(out),
+                str(ROOT),
+            ],
+            check=True,
+            timeout=300,
+        )
+    (sdist,) = out.glob("truto_airflow-*.tar.gz")
+    (wheel,) = out.glob("truto_airflow-*.whl")
+    return Distribution(sdist=sdist, wheel=wheel)
