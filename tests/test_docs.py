@@ -1,0 +1,92 @@
+"""Docs that cannot go stale: every Python block in README.md and docs/*.md compiles, and every
+block that is a whole program runs against the emulator, DAGs included (``dag.test()`` must
+succeed).
+
+A block is a fragment, compiled only, when its fence says so (```` ```python test="compile" ````,
+for snippets that use names defined elsewhere or need real Truto data) or when its first line
+names a file of the README's example project (``# dags/my_dag.py``), which
+tests/integration/test_user_project.py runs as a project. Everything else runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import runpy
+from typing import Any
+
+import pytest
+from markdown_it import MarkdownIt
+
+from tests.conftest import ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PROJECT_FILE = re.compile(r"\A# (?:dags|tests)/[\w/]+\.py\n")
+COMPILE_ONLY = 'test="compile"'
+# Values for the DAG params a docs DAG leaves to the trigger: the emulator's seed data.
+RUN_CONF = {"opportunity_id": "opp-hubspot-0001"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    doc: pathlib.Path
+    line: int
+    source: str
+    runs: bool
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc.relative_to(ROOT)}:{self.line}"
+
+
+def python_blocks() -> list[Block]:
+    blocks = []
+    for doc in DOCS:
+        for tok in MarkdownIt().parse(doc.read_text()):
+            words = tok.info.split()
+            if tok.type != "fence" or words[:1] not in (["python"], ["py"]):
+                continue
+            assert tok.map is not None
+            runs = COMPILE_ONLY not in words[1:] and not PROJECT_FILE.match(tok.content)
+            blocks.append(Block(doc, tok.map[0] + 1, tok.content, runs))
+    return blocks
+
+
+BLOCKS = python_blocks()
+
+
+def test_the_docs_have_python_blocks_and_most_run() -> None:
+    assert {b.doc.name for b in BLOCKS} >= {"README.md", "operator.md", "bulk.md", "emulator.md"}
+    assert sum(b.runs for b in BLOCKS) > len(BLOCKS) / 2
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.id)
+def test_block_compiles(block: Block) -> None:
+    compile(block.source, block.id, "exec")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.runs], ids=lambda b: b.id)
+def test_block_runs_against_the_emulator(
+    block: Block, truto_emulator: Any, tmp_path: pathlib.Path
+) -> None:
+    from airflow.sdk import DAG
+
+    # A real file, so DAGs get a real fileloc; the name says where the block came from.
+    path = tmp_path / (re.sub(r"\W", "_", block.id) + ".py")
+    path.write_text(block.source)
+    namespace = runpy.run_path(str(path), run_name="docs_block")
+    for dag in {id(v): v for v in namespace.values() if isinstance(v, DAG)}.values():
+        conf = {key: value for key, value in RUN_CONF.items() if key in dag.params}
+        run = dag.test(run_conf=conf)
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert run.state == "success", f"{block.id}: DAG {dag.dag_id} {states}"
+
+
+def test_operator_reference_describes_every_example_dag() -> None:
+    text = (ROOT / "docs" / "operator.md").read_text()
+    examples = sorted(p.stem for p in (ROOT / "dags_examples").glob("example_*.py"))
+    assert examples
+    missing = [name for name in examples if f"`{name}`" not in text]
+    assert not missing, f"docs/operator.md does not describe {missing}"
