@@ -13,9 +13,50 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["body_fingerprint", "derive_idempotency_key"]
+from truto_airflow.exceptions import TrutoInputError
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "body_fingerprint",
+    "derive_idempotency_key",
+    "validate_idempotency_key",
+]
 
 KEY_PREFIX = "truto-airflow-"
+#: Longest caller-given key: Stripe's limit, and far more than any derived key (62 characters).
+MAX_KEY_LENGTH = 255
+
+
+def validate_idempotency_key(value: object) -> str:
+    """A caller-given ``Idempotency-Key`` that travels as one header value, byte for byte.
+
+    Printable ASCII only (``0x20``-``0x7e``), no surrounding spaces, at most
+    :data:`MAX_KEY_LENGTH` characters: CR/LF/NUL would split or break the header (and surface
+    as a retryable network error), non-ASCII is not portable in headers, and surrounding spaces
+    are stripped by HTTP, so the server would see another key.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise TrutoInputError(
+            f"idempotency_key must be a non-empty string, got {type(value).__name__}"
+            if not isinstance(value, str)
+            else "idempotency_key must not be empty"
+        )
+    if len(value) > MAX_KEY_LENGTH:
+        raise TrutoInputError(
+            f"idempotency_key is {len(value)} characters long; the limit is {MAX_KEY_LENGTH} "
+            "(hash a longer identity, e.g. with hashlib.sha256)"
+        )
+    bad = next((ch for ch in value if not " " <= ch <= "~"), None)
+    if bad is not None:
+        raise TrutoInputError(
+            f"idempotency_key contains {bad!r}: use printable ASCII only (letters, digits, "
+            "'-', '_', ':' ...); no line breaks, control or non-ASCII characters"
+        )
+    if value != value.strip():
+        raise TrutoInputError(
+            f"idempotency_key {value!r} has surrounding spaces, which HTTP strips; remove them"
+        )
+    return value
 
 
 def body_fingerprint(body: Any) -> str:

@@ -4,7 +4,10 @@ Truto documents one encoding for every API ("Querying in Truto API"): objects be
 ``a[b]=c`` (recursively ``a[b][c]=d``), arrays repeat ``a[]=x`` and objects inside arrays continue
 with ``a[][k]=v``. Booleans are ``true``/``false`` and date-times ISO 8601. ``None`` is *omitted*
 (Truto's own Python SDK sends the string ``"None"``, which a CRM then filters on), and so are empty
-arrays and objects, which have no representation in this encoding.
+arrays and objects, which have no representation in this encoding. What the encoding cannot
+carry unambiguously is refused (:class:`QueryEncodingError`): keys that are empty or contain
+``[``/``]``, an object whose keys are all digits (it reads back as an array), text that is not
+Unicode, non-finite numbers.
 
 :func:`encode_query` turns a mapping into ordered ``(key, value)`` pairs for an HTTP client;
 :func:`decode_query` is the server-side inverse (used by the emulator), which also accepts the
@@ -36,7 +39,7 @@ def encode_scalar(value: Any, *, key: str = "value") -> str:
     if isinstance(value, enum.Enum):
         return encode_scalar(value.value, key=key)
     if isinstance(value, str):
-        return value
+        return _text(value, key)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -61,6 +64,30 @@ def encode_scalar(value: Any, *, key: str = "value") -> str:
     )
 
 
+def _text(value: str, key: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QueryEncodingError(
+            f"query parameter {key!r}: the text contains a lone surrogate, which is not Unicode"
+        ) from None
+    return value
+
+
+def _check_key(key: Any, prefix: str | None) -> str:
+    """A key Truto's bracket form carries unambiguously: a non-empty string without brackets."""
+    where = f"query parameter {prefix!r}: nested keys" if prefix else "query parameter names"
+    if not isinstance(key, str) or not key:
+        raise QueryEncodingError(f"{where} must be non-empty strings, got {key!r}")
+    if "[" in key or "]" in key:
+        raise QueryEncodingError(
+            f"{where} cannot contain '[' or ']' (got {key!r}): brackets are how nesting is "
+            "encoded, so the CRM would read a different structure; pass a nested mapping "
+            "instead (e.g. {'filter': {'name': ...}} for filter[name])"
+        )
+    return _text(key, prefix or key)
+
+
 def encode_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Encode ``params`` into ordered ``(key, value)`` pairs using Truto's bracket convention.
 
@@ -71,11 +98,7 @@ def encode_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     """
     pairs: list[tuple[str, str]] = []
     for key, value in params.items():
-        if not isinstance(key, str) or not key:
-            raise QueryEncodingError(
-                f"query parameter names must be non-empty strings, got {key!r}"
-            )
-        _encode_into(pairs, key, value)
+        _encode_into(pairs, _check_key(key, None), value)
     return pairs
 
 
@@ -83,12 +106,14 @@ def _encode_into(pairs: list[tuple[str, str]], prefix: str, value: Any) -> None:
     if value is None:
         return
     if isinstance(value, Mapping):
-        for sub_key, sub_value in value.items():
-            if not isinstance(sub_key, str) or not sub_key:
-                raise QueryEncodingError(
-                    f"query parameter {prefix!r}: nested keys must be non-empty strings, "
-                    f"got {sub_key!r}"
-                )
+        keys = [_check_key(sub_key, prefix) for sub_key in value]
+        if keys and all(_is_index(k) for k in keys):
+            raise QueryEncodingError(
+                f"query parameter {prefix!r}: an object whose keys are all digits ({keys[0]!r}"
+                "...) reads back as an array in Truto's bracket form; pass a list, or add a "
+                "non-digit key"
+            )
+        for sub_key, sub_value in zip(keys, value.values(), strict=True):
             _encode_into(pairs, f"{prefix}[{sub_key}]", sub_value)
         return
     if isinstance(value, (list, tuple, set, frozenset)):

@@ -335,7 +335,7 @@ def mixed_rows(emu: EmulatorHandle) -> list[dict[str, Any]]:
         },
         {"id": "opp-pipedrive-0005", "integrated_account_id": pd, "body": {"status": "Won"}},
         {"id": "opp-teamleader-0001", "integrated_account_id": tl, "body": {"name": "x"}},
-        {"id": "opp-salesforce-0001", "integrated_account_id": sf, "body": {"close_time": "9"}},
+        {"id": "opp-salesforce-0001", "integrated_account_id": sf, "body": {"close_time": "09:00"}},
         {"id": "opp-salesforce-0002", "integrated_account_id": sf, "body": {"amount": 5}},
     ]
 

@@ -132,7 +132,7 @@ def test_status_on_an_integration_without_status_is_unsupported_not_invalid() ->
 
 @pytest.mark.parametrize("name", ["Salesforce", "salesforce", "Zoho CRM", "zoho_crm"])
 def test_unlisted_integrations_get_no_preflight(name: str) -> None:
-    report = check_update(name, {"description": "x", "status": "whatever", "close_time": "1"})
+    report = check_update(name, {"description": "x", "status": "whatever", "close_time": "01:00"})
     assert not report.checked
     assert report.issues == ()
     assert report.note is not None and "no per-field support" in report.note

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.json_values import loads
+from truto_airflow.rendered import rendered_list
 
 __all__ = ["RawRow", "RowSource", "open_source", "resolve_path"]
 
@@ -88,8 +90,8 @@ def _iter_jsonl(fh: IO[bytes]) -> Iterator[RawRow]:
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = loads(raw)  # numbers a double cannot hold are refused later, by path
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             yield RawRow(index, None, line_no, f"line {line_no} is not valid JSON: {exc}")
         else:
             yield RawRow(index, data, line_no)
@@ -124,11 +126,8 @@ def open_source(updates: Any) -> RowSource:
         updates = updates.decode()
     if isinstance(updates, str):
         text = updates.strip()
-        if text.startswith("["):
-            try:
-                parsed = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TrutoInputError(f"updates looks like a JSON list but is not: {exc}") from None
+        if text.startswith(("[", "{")):  # a rendered list (or a lone row): never a path
+            parsed = rendered_list("updates", text) or []
             return RowSource(_iter_list(parsed), len(parsed), f"{len(parsed)} rows (JSON)")
         if not text:
             raise TrutoInputError("updates rendered to an empty string; check the XCom or param")

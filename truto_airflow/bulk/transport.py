@@ -8,7 +8,10 @@ worker at high concurrency. aiohttp ships with Airflow's http provider; without 
 default transport is used.
 
 Failures are raised as the matching ``httpx2`` exceptions, so the retry policy is unchanged.
-Redirects are never followed here (the client does not follow them either).
+Redirects are never followed here (the client does not follow them either). URLs are handed to
+aiohttp as already encoded (``yarl.URL(url, encoded=True)``): httpx2 and the hook have encoded
+them, and yarl would otherwise decode and re-normalise the path (``%2E%2E`` -> ``..`` -> the
+parent route), so an opportunity id would not arrive as the id that was validated.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ __all__ = ["AiohttpTransport", "aiohttp_available"]
 
 def aiohttp_available() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
+
+
+def _encoded(url: str) -> Any:
+    """The URL exactly as built (see the module docstring: no decoding, no normalising)."""
+    import yarl
+
+    return yarl.URL(url, encoded=True)
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -66,7 +76,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         try:
             async with session.request(
                 request.method,
-                str(request.url),
+                _encoded(str(request.url)),
                 headers=list(request.headers.multi_items()),
                 data=body or None,
                 allow_redirects=False,
@@ -99,7 +109,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         try:
             async with session.request(
                 method,
-                url,
+                _encoded(url),
                 headers=headers,
                 data=content,
                 allow_redirects=False,

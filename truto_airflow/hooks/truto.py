@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,8 @@ from truto_airflow.exceptions import (
     truncate,
 )
 from truto_airflow.get_provider_info import DEFAULT_BASE_URL
+from truto_airflow.idempotency import validate_idempotency_key
+from truto_airflow.json_values import JsonValueError, json_value
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 from truto_airflow.models.options import (
     build_unified_query,
@@ -68,11 +71,23 @@ DEFAULT_MAX_RETRIES = 5
 USER_AGENT = f"truto-airflow/{__version__}"
 
 
+#: Longest opportunity id accepted. Known CRM ids are short (Salesforce 18 characters, Dynamics
+#: GUIDs 36, Close ids about 50); 512 is 10x the longest, and even 512 four-byte characters
+#: percent-encode to 6 KB, inside the 8 KB request line of common servers (nginx's default).
+MAX_ID_LENGTH = 512
+#: Characters no id contains and no transport carries faithfully: control (Cc), format (Cf:
+#: zero-width, bidi overrides), surrogates (Cs: not Unicode), line/paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def opportunity_path(opportunity_id: Any) -> str:
     """``/unified/crm/opportunities/{id}`` with the id as exactly one percent-encoded segment.
 
-    ``/``, ``?``, ``#`` and ``%`` are encoded, and an id made only of dots is encoded too, so no
-    id can climb out of the route (``..`` would otherwise be resolved away by URL normalisation).
+    Every character but ``A-Z a-z 0-9 - . _ ~`` is percent-encoded (``/``, ``?``, ``#``, ``%``
+    included). ``"."`` and ``".."`` are refused: URL normalisers (yarl under aiohttp, WHATWG
+    parsers, proxies) treat them, and their encoded forms ``%2E``/``%2E%2E``, as dot-segments
+    and climb out of the route (aiohttp sent ``..`` as ``PATCH /unified/crm/``). The transports
+    are told the URL is already encoded, so whatever is accepted arrives as exactly that id.
     """
     if isinstance(opportunity_id, bool) or not isinstance(opportunity_id, (str, int)):
         raise TrutoInputError(
@@ -82,12 +97,23 @@ def opportunity_path(opportunity_id: Any) -> str:
     text = str(opportunity_id)
     if not text.strip():
         raise TrutoInputError("opportunity_id is empty; check the XCom or param that provides it")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-        raise TrutoInputError(f"opportunity_id {text!r} contains control characters")
-    segment = quote(text, safe="")
-    if set(text) == {"."}:
-        segment = segment.replace(".", "%2E")
-    return f"{OPPORTUNITIES_PATH}/{segment}"
+    if len(text) > MAX_ID_LENGTH:
+        raise TrutoInputError(
+            f"opportunity_id is {len(text)} characters long ({text[:40]!r}...); CRM ids are "
+            f"at most a few dozen, the limit is {MAX_ID_LENGTH}. Check the column it comes from"
+        )
+    bad = next((ch for ch in text if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES), None)
+    if bad is not None:
+        raise TrutoInputError(
+            f"opportunity_id {text[:80]!r} contains control characters ({bad!r}, "
+            f"U+{ord(bad):04X}); no CRM id does"
+        )
+    if text in {".", ".."}:
+        raise TrutoInputError(
+            f"opportunity_id {text!r} is not an id: as a URL path segment it means 'this' or "
+            "'parent' route, so it cannot be sent as one"
+        )
+    return f"{OPPORTUNITIES_PATH}/{quote(text, safe='')}"
 
 
 class OpportunityListOptions(TypedDict, total=False):
@@ -684,6 +710,13 @@ class TrutoHook(BaseHook):
             pairs = encode_query(params or {})
         except QueryEncodingError as exc:
             raise TrutoInputError(str(exc)) from None
+        if json_body is not None:
+            try:
+                json_body = json_value(json_body, ("json",), free_form=False)
+            except JsonValueError as exc:
+                raise TrutoInputError(f"request body: {exc}") from None
+        if idempotency_key is not None:
+            idempotency_key = validate_idempotency_key(idempotency_key)
         return PreparedRequest(
             method=method.upper(),
             path=path,
@@ -721,16 +754,14 @@ class TrutoHook(BaseHook):
             exclude_fields=exclude_fields,
             remote_query=remote_query,
         )
-        if idempotency_key is not None and not str(idempotency_key).strip():
-            raise TrutoInputError("idempotency_key must not be empty")
         return self.prepare(
             "PATCH",
             path,
             params=query,
             json_body=payload,
-            idempotency_key=str(idempotency_key)
-            if idempotency_key
-            else f"truto-airflow-{uuid.uuid4()}",
+            idempotency_key=f"truto-airflow-{uuid.uuid4()}"
+            if idempotency_key is None
+            else idempotency_key,
             fields=update.field_names,
         )
 

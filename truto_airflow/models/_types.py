@@ -3,37 +3,131 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-import pendulum
 from pydantic import BeforeValidator, PlainSerializer
+
+from truto_airflow.json_values import MAX_SAFE_INTEGER, JsonValueError, json_number
+
+#: ISO 8601 extended calendar date, optionally with a time (``T``, ``t`` or a space, as RFC 3339
+#: allows), seconds, up to 9 fraction digits, and ``Z`` or a ``±HH[:MM]`` offset.
+_ISO_DATETIME = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
+    r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
+    r"(?P<tz>[Zz]|[+-]\d{2}(?::?\d{2})?)?)?",
+    re.ASCII,
+)
+#: ISO 8601 time of day: ``HH:MM`` or ``HH:MM:SS`` (optionally with a fraction).
+_ISO_TIME = re.compile(
+    r"(?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?", re.ASCII
+)
+#: Real UTC offsets run from -12:00 to +14:00; anything beyond ±14:00 is a typo, not a zone.
+MAX_OFFSET = dt.timedelta(hours=14)
+
+_ISO_HINT = "use ISO 8601, e.g. 2026-11-28 or 2026-11-28T09:30:00+00:00"
+
+
+def _offset(text: str) -> dt.timezone:
+    if text in {"Z", "z"}:
+        return dt.timezone.utc
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    if minutes > 59:
+        raise ValueError(f"the UTC offset {text} has {minutes} minutes")
+    delta = sign * dt.timedelta(hours=hours, minutes=minutes)
+    if abs(delta) > MAX_OFFSET:
+        raise ValueError(f"the UTC offset {text} is impossible (real offsets are -12:00..+14:00)")
+    return dt.timezone(delta)
+
+
+def _checked_offset(value: dt.datetime) -> dt.datetime:
+    """An aware datetime whose offset exists (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    try:
+        offset = value.utcoffset()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"its time zone gives no usable UTC offset ({exc})") from None
+    if offset is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    if abs(offset) > MAX_OFFSET:
+        raise ValueError(f"its UTC offset {offset} is impossible (real offsets are -12:00..+14:00)")
+    return value
+
+
+def _fraction(text: str | None) -> int:
+    # Sub-microsecond digits (warehouse TIMESTAMP(9)) are dropped: no CRM stores them.
+    return int((text or "0")[:6].ljust(6, "0"))
 
 
 def parse_datetime(value: Any) -> dt.datetime:
-    """Accept ISO 8601 strings, ``datetime``, pendulum objects and dates; return an aware datetime.
+    """Accept ISO 8601 text, ``datetime`` (pendulum too) and ``date``; return an aware datetime.
 
-    Naive values are taken as UTC (Airflow's convention) so that what is sent always carries an
-    offset; a bare date means midnight UTC of that day.
+    Only ISO 8601 calendar dates and date-times: anything a lenient parser would resolve
+    against the clock (``"5"``, ``"10:00"``, ``"Monday"``, ``"now"``) or read by locale
+    (``"01/02/2026"``) is refused, because the write would land on a date nobody chose. Naive
+    values are taken as UTC (Airflow's convention) so that what is sent always carries an
+    offset; a bare date means midnight UTC of that day. Offsets beyond ±14:00 are refused.
     """
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            raise ValueError("an empty string is not a date-time; use null to clear the field")
+            raise ValueError("an empty string is not a date-time; use None to clear the field")
+        match = _ISO_DATETIME.fullmatch(text)
+        if match is None:
+            raise ValueError(f"{value!r} is not an ISO 8601 date or date-time; {_ISO_HINT}")
+        parts = match.groupdict()
         try:
-            parsed = pendulum.parse(text, strict=False)
-        except Exception as exc:
-            raise ValueError(
-                f"{value!r} is not an ISO 8601 date-time (e.g. 2026-11-28T09:30:00+00:00)"
-            ) from exc
-        value = parsed
+            tz = _offset(parts["tz"]) if parts["tz"] else dt.timezone.utc
+            return dt.datetime(
+                int(parts["y"]),
+                int(parts["mo"]),
+                int(parts["d"]),
+                int(parts["h"] or 0),
+                int(parts["mi"] or 0),
+                int(parts["s"] or 0),
+                _fraction(parts["f"]),
+                tzinfo=tz,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid date-time: {exc}; {_ISO_HINT}") from None
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+        try:
+            return _checked_offset(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
     raise ValueError(
-        f"expected an ISO 8601 date-time string or a datetime, got {type(value).__name__}"
+        f"expected an ISO 8601 date-time string or a datetime, got {type(value).__name__}; "
+        f"{_ISO_HINT}"
+    )
+
+
+def parse_time_of_day(value: Any) -> str:
+    """An ISO 8601 time of day (``HH:MM`` or ``HH:MM:SS``), kept as written; ``time`` objects too.
+
+    Anything else (``"5"``, ``"noon"``, ``"now"``, a date) is refused rather than resolved.
+    """
+    if isinstance(value, dt.time):
+        if value.tzinfo is not None:
+            raise ValueError("a time of day with a time zone is ambiguous; give a plain HH:MM:SS")
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        match = _ISO_TIME.fullmatch(text)
+        if match is not None:
+            try:
+                dt.time(int(match["h"]), int(match["mi"]), int(match["s"] or 0))
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a valid time of day: {exc}") from None
+            return text
+    raise ValueError(
+        f"{value!r} is not an ISO 8601 time of day; use HH:MM or HH:MM:SS (e.g. 17:30), and "
+        "put the date in close_date"
     )
 
 
@@ -49,47 +143,33 @@ IsoDateTime = Annotated[
 ]
 
 
+#: The largest amount accepted: beyond 2**53 - 1 no currency value is exact as a JSON number,
+#: and no CRM currency field stores it.
+MAX_AMOUNT = MAX_SAFE_INTEGER
+
+
 def parse_amount(value: Any) -> int | float:
-    """JSON numbers: a warehouse ``Decimal`` becomes an int or a float, never a string."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not an amount")
+    """JSON numbers: a warehouse ``Decimal`` or numeric text becomes an int or a float, never a
+    string; the number must survive Truto's JSON exactly (:func:`json_number`)."""
     if isinstance(value, str):
         text = value.strip().replace("_", "")
         try:
             value = Decimal(text)
-        except Exception as exc:
-            raise ValueError(f"{value!r} is not a number") from exc
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} is not a finite number")
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value} is not a finite number")
-        return value
-    raise ValueError(f"expected a number, got {type(value).__name__}")
+        except ArithmeticError:
+            raise ValueError(f"{value!r} is not a number") from None
+    try:
+        number = json_number(value, ())
+    except JsonValueError as exc:
+        raise ValueError(exc.problem) from None
+    if abs(number) > MAX_AMOUNT:
+        raise ValueError(
+            f"{number!r} is larger than any CRM amount field holds (the limit is ±(2**53-1))"
+        )
+    return number
 
 
 #: An amount: int or float on the wire.
 Amount = Annotated[int | float, BeforeValidator(parse_amount)]
 
-
-def decimals_as_numbers(value: Any) -> Any:
-    """A ``Decimal`` anywhere inside a free-form value becomes a JSON number, as for ``amount``.
-
-    Pydantic would send a ``Decimal`` inside ``dict[str, Any]`` as a string (``"1.50"``), which a
-    numeric CRM field may refuse or store as text.
-    """
-    if isinstance(value, Decimal):
-        return parse_amount(value)
-    if isinstance(value, dict):
-        return {k: decimals_as_numbers(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [decimals_as_numbers(v) for v in value]
-    return value
-
-
-#: A free-form JSON object (``custom_fields``, ``remote_data``): decimals sent as numbers.
-JsonObject = Annotated[dict[str, Any], BeforeValidator(decimals_as_numbers)]
+#: A time of day, sent as the ISO 8601 text given.
+IsoTime = Annotated[str, BeforeValidator(parse_time_of_day)]

@@ -9,14 +9,16 @@ does not cover goes in ``remote_data``, which Truto passes to the CRM untouched.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from truto_airflow.exceptions import TrutoInputError
-from truto_airflow.models._types import Amount, IsoDateTime, JsonObject
-from truto_airflow.rendered import parse_object_text
+from truto_airflow.json_values import JsonValueError, dotted, json_value
+from truto_airflow.models._types import Amount, IsoDateTime, IsoTime
+from truto_airflow.rendered import rendered_object
 
 __all__ = [
     "IdRef",
@@ -91,8 +93,8 @@ class OpportunityUpdate(_Strict):
     amount: Amount | None = None
     currency: str | None = None
     close_date: IsoDateTime | None = None
-    #: Pipedrive only: the time part of the close date.
-    close_time: str | None = None
+    #: Pipedrive only: the time part of the close date (ISO 8601 ``HH:MM[:SS]``).
+    close_time: IsoTime | None = None
     created_at: IsoDateTime | None = None
     owner: IdRef | None = None
     account: IdRef | None = None
@@ -100,8 +102,26 @@ class OpportunityUpdate(_Strict):
     stage: StageRef | None = None
     status: str | None = None
     tags: list[TagRef] | None = None
-    custom_fields: JsonObject | None = None
-    remote_data: JsonObject | None = None
+    #: Free-form: ``Decimal`` inside is sent as a JSON number, like ``amount`` (``_json_values``).
+    custom_fields: dict[str, Any] | None = None
+    remote_data: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_values(cls, data: Any) -> Any:
+        """Every value must reach the CRM through Truto's JSON unchanged (see ``json_values``).
+
+        Free-form fields are normalised here (``Decimal`` -> number, date-times -> ISO text);
+        typed fields are only checked, then parsed by their own types.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        return {
+            key: json_value(value, (key,), free_form=key in _FREE_FORM)
+            if key in cls.model_fields
+            else value
+            for key, value in data.items()
+        }
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body to send: only the fields that were set, explicit ``None`` as ``null``."""
@@ -111,6 +131,10 @@ class OpportunityUpdate(_Strict):
     def field_names(self) -> list[str]:
         """Names of the fields this update sends, in declaration order."""
         return [name for name in type(self).model_fields if name in self.model_fields_set]
+
+
+#: Fields whose values go to the CRM as they are, without a type Truto documents.
+_FREE_FORM = frozenset({"custom_fields", "remote_data"})
 
 
 class Opportunity(BaseModel):
@@ -138,25 +162,58 @@ class Opportunity(BaseModel):
     remote_data: dict[str, Any] | None = None
 
 
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model inside ``X | None`` / ``list[X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds ``loc``'s last key (``stage.idd`` -> StageRef's)."""
+    model: type[BaseModel] | None = OpportunityUpdate
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        model = _submodel(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    name = str(loc[-1])
+    close = difflib.get_close_matches(name, _fields_at(loc), n=1)
+    if len(loc) > 1:
+        where = dotted(loc)
+        if close:
+            return f"{where}: unknown key; did you mean {dotted((*loc[:-1], close[0]))!r}?"
+        return f"{where}: unknown key (allowed: {', '.join(_fields_at(loc))})"
+    escape = "fields Truto does not model go in 'remote_data' (sent to the CRM as is)"
+    if close:
+        return f"unknown field {name!r}: did you mean {close[0]!r}? {escape}"
+    return (
+        f"unknown field {name!r}: Truto's unified opportunity has no such field. A custom "
+        f"field of the CRM goes under 'custom_fields': {{'custom_fields': {{'{name}': ...}}}}; "
+        f"other {escape}"
+    )
+
+
 def format_validation_error(exc: ValidationError, *, what: str = "body") -> str:
     """One readable message per problem: the field path, what is wrong and how to fix it."""
-    known = list(OpportunityUpdate.model_fields)
     problems: list[str] = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
-            field = str(err["loc"][0])
-            close = difflib.get_close_matches(field, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            problems.append(
-                f"unknown field {field!r}: {hint}fields Truto does not model go in "
-                f"'remote_data' (sent to the CRM as is)"
-            )
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, JsonValueError):
+            problems.append(str(cause))
         elif err["type"] == "extra_forbidden":
-            problems.append(f"{loc}: unknown key")
+            problems.append(_unknown_key(tuple(err["loc"])))
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}")
+            problems.append(f"{dotted(tuple(err['loc']))}: {msg}")
     return f"invalid opportunity {what}: " + "; ".join(problems)
 
 
@@ -171,7 +228,7 @@ def parse_update_body(body: Any) -> OpportunityUpdate:
     if isinstance(body, OpportunityUpdate):
         return body
     if isinstance(body, (str, bytes)):
-        body = _parse_body_text(body.decode() if isinstance(body, bytes) else body)
+        body = rendered_object("body", body, what="invalid opportunity body")
     if not isinstance(body, Mapping):
         raise TrutoInputError(
             f"invalid opportunity body: expected a mapping of fields, got {type(body).__name__}; "
@@ -181,20 +238,3 @@ def parse_update_body(body: Any) -> OpportunityUpdate:
         return OpportunityUpdate.model_validate(dict(body))
     except ValidationError as exc:
         raise TrutoInputError(format_validation_error(exc)) from None
-
-
-def _parse_body_text(text: str) -> Any:
-    stripped = text.strip()
-    if not stripped:
-        raise TrutoInputError(
-            "invalid opportunity body: the template rendered an empty string; check the XCom or "
-            "param it reads"
-        )
-    value = parse_object_text(stripped)
-    if value is not None:
-        return value
-    raise TrutoInputError(
-        "invalid opportunity body: the rendered string is not a JSON object "
-        f"({stripped[:60]!r}...). Render it with '| tojson', or set "
-        "render_template_as_native_obj=True on the DAG, or pass the XComArg itself"
-    )

@@ -185,7 +185,7 @@ field_values = st.fixed_dictionaries(
         "amount": st.one_of(
             st.none(),
             st.integers(min_value=-(10**9), max_value=10**9),
-            st.floats(allow_nan=False, allow_infinity=False, width=32),
+            st.floats(min_value=-(2.0**40), max_value=2.0**40, width=32),
         ),
         "currency": st.one_of(st.none(), st.sampled_from(["EUR", "USD", "INR"])),
         "close_date": st.one_of(
@@ -198,7 +198,8 @@ field_values = st.fixed_dictionaries(
             st.none(), st.lists(st.builds(lambda i: {"id": i}, st.text(min_size=1, max_size=5)))
         ),
         "custom_fields": st.one_of(
-            st.none(), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)
+            st.none(),
+            st.dictionaries(st.text(max_size=5), st.integers(-(2**53) + 1, 2**53 - 1), max_size=3),
         ),
     },
 )
@@ -270,3 +271,36 @@ def test_numeric_reference_ids_are_sent_as_strings() -> None:
         {"owner": {"id": 12345}, "stage": {"id": 7}, "contact": [{"id": 1}]}
     ).to_body()
     assert body == {"owner": {"id": "12345"}, "stage": {"id": "7"}, "contact": [{"id": "1"}]}
+
+
+# -- issue 11 item 6: newcomer errors ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "suggestion"),
+    [
+        ({"stage": {"idd": "s1"}}, "did you mean 'stage.id'"),
+        ({"stage": {"nme": "Won"}}, "did you mean 'stage.name'"),
+        ({"owner": {"ids": "u1"}}, "did you mean 'owner.id'"),
+        ({"contact": [{"id": "c1"}, {"iid": "c2"}]}, "did you mean 'contact.1.id'"),
+        ({"tags": [{"nam": "vip"}]}, "did you mean 'tags.0.name'"),
+    ],
+)
+def test_nested_typos_get_a_suggestion(body: dict[str, Any], suggestion: str) -> None:
+    with pytest.raises(TrutoInputError, match=suggestion.replace(".", r"\.")):
+        parse_update_body(body)
+
+
+@pytest.mark.parametrize("name", ["lead_score__c", "hs_priority", "Region", "renewal_quarter"])
+def test_custom_field_at_top_level_points_to_custom_fields(name: str) -> None:
+    with pytest.raises(TrutoInputError) as info:
+        parse_update_body({name: "x"})
+    text = str(info.value)
+    assert f"{{'custom_fields': {{'{name}': ...}}}}" in text
+    assert "remote_data" in text and "did you mean" not in text
+
+
+def test_near_typo_still_suggests_the_model_field_first() -> None:
+    with pytest.raises(TrutoInputError) as info:
+        parse_update_body({"descripton": "x"})
+    assert "did you mean 'description'" in str(info.value)

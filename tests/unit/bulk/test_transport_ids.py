@@ -1,0 +1,220 @@
+"""Ids on the wire: whatever id is accepted reaches the server as exactly that id.
+
+A tiny HTTP/1.1 server on loopback records the raw request target of every request; the test
+sends ids through the hook's httpx2 client (sync and async) and through the aiohttp transport
+(both its httpx2 entry point and the bulk fast path) and decodes what the server saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import truto_conn_json
+from truto_airflow.bulk.transport import AiohttpTransport
+from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.hooks.truto import OPPORTUNITIES_PATH, TrutoHook, opportunity_path
+
+pytest.importorskip("aiohttp")
+
+
+class RawServer:
+    """Answers every request with ``{}`` and keeps each raw request target (bytes, as sent)."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self.keys: list[str | None] = []
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.server = server
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                _, target, _ = line.decode("latin-1").split(" ", 2)
+                length = 0
+                key = None
+                while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = header.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                    if name.strip().lower() == "idempotency-key":
+                        key = value.strip()
+                if length:
+                    await reader.readexactly(length)
+                self.targets.append(target)
+                self.keys.append(key)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 2\r\n\r\n{}"
+                )
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RawServer]:
+    srv = RawServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def conn_id(server: RawServer) -> Iterator[str]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIRFLOW_CONN_TRUTO_WIRE", truto_conn_json(f"http://127.0.0.1:{server.port}"))
+    yield "truto_wire"
+    mp.undo()
+
+
+def seen_id(target: str) -> str:
+    """The id the server saw: the last path segment of the raw target, percent-decoded once."""
+    path = target.split("?", 1)[0]
+    assert path.startswith(OPPORTUNITIES_PATH + "/"), target
+    segment = path[len(OPPORTUNITIES_PATH) + 1 :]
+    assert "/" not in segment, target
+    return unquote(segment, errors="strict")
+
+
+def send_all(conn_id: str, opportunity_id: str) -> None:
+    """One PATCH per transport: httpx2 sync, httpx2 async, aiohttp (httpx2 entry), aiohttp raw."""
+    body = {"amount": 1}
+    with TrutoHook(conn_id, max_retries=0) as hook:
+        hook.update_opportunity(opportunity_id, body)
+
+    async def go() -> None:
+        plain = TrutoHook(conn_id, max_retries=0)
+        await plain.aupdate_opportunity(opportunity_id, body)
+        await plain.asend_once(plain.prepare_update(opportunity_id, body))
+        await plain.aclose()
+        transport = AiohttpTransport()
+        fast = TrutoHook(conn_id, max_retries=0, async_transport=transport)
+        await fast.aupdate_opportunity(opportunity_id, body)  # through httpx2 -> aiohttp
+        await fast.asend_once(fast.prepare_update(opportunity_id, body))  # send_raw
+        await fast.aclose()
+        await transport.aclose()
+
+    asyncio.run(go())
+
+
+TRICKY = [
+    "...",
+    "%2E%2E",
+    ".%2e",
+    "%2e",
+    "a/../b",
+    "../x",
+    "a/b",
+    "a?b=c",
+    "a#b",
+    "a b",
+    "100%",
+    "%",
+    "%25",
+    "%zz",
+    "a+b",
+    "a;b=c",
+    "ünïcödé",
+    "日本語",
+    "\U0001f600",
+    "006Dn00000AbCdE",
+    "x" * 512,
+    "\\..\\",
+    "a\\b",
+    "~user",
+    "@:$&'()*,=!",
+]
+
+
+@pytest.mark.parametrize("opportunity_id", TRICKY)
+def test_tricky_ids_reach_the_server_exactly(
+    server: RawServer, conn_id: str, opportunity_id: str
+) -> None:
+    before = len(server.targets)
+    send_all(conn_id, opportunity_id)
+    seen = [seen_id(t) for t in server.targets[before:]]
+    assert seen == [opportunity_id] * 5
+
+
+id_text = (
+    st.lists(
+        st.one_of(
+            st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
+            st.sampled_from([*"%./?#[]@!$&'()*+,;= \\^`{}|\"<>~", "%2E", "%2F", "%25", ".."]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+    .map("".join)
+    .filter(lambda s: s.strip() and s not in {".", ".."})
+)
+
+
+@settings(max_examples=40)  # five real requests per example
+@given(id_text)
+def test_any_accepted_id_reaches_the_server_exactly(
+    server: RawServer, conn_id: str, opportunity_id: str
+) -> None:
+    before = len(server.targets)
+    send_all(conn_id, opportunity_id)
+    seen = [seen_id(t) for t in server.targets[before:]]
+    assert seen == [opportunity_id] * 5
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_dot_ids_are_refused_before_anything_is_sent(
+    server: RawServer, conn_id: str, dots: str
+) -> None:
+    # "%2E%2E" is a dot-segment to URL normalisers (yarl, WHATWG), so encoding is not enough:
+    # on aiohttp ".." used to arrive as PATCH /unified/crm/ and be reported updated.
+    before = len(server.targets)
+    with pytest.raises(TrutoInputError, match="opportunity_id"):
+        send_all(conn_id, dots)
+    assert server.targets[before:] == []
+
+
+@given(st.text(max_size=600))
+def test_an_id_is_either_refused_or_one_segment(opportunity_id: str) -> None:
+    try:
+        path = opportunity_path(opportunity_id)
+    except TrutoInputError as exc:
+        message = str(exc)
+    else:
+        assert seen_id(path) == opportunity_id
+        return
+    assert "opportunity_id" in message and len(message) < 1000
+
+
+def test_caller_idempotency_key_reaches_the_server_exactly(server: RawServer, conn_id: str) -> None:
+    before = len(server.keys)
+    with TrutoHook(conn_id, max_retries=0) as hook:
+        hook.update_opportunity("o1", {"amount": 1}, idempotency_key="run-7:row-3 v2")
+    assert server.keys[before:] == ["run-7:row-3 v2"]
