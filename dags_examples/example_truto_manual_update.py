@@ -19,7 +19,7 @@ Trigger this DAG from the UI ("Trigger DAG w/ config") and fill in the form: the
 the new amount and the stage id. The DAG renders templates as native objects
 (`render_template_as_native_obj=True`), so `{{ params.amount }}` reaches Truto as a JSON number,
 not a string. The updated opportunity is the task's XCom, and the task's "Open in CRM" link opens
-it in the CRM.
+it in the CRM when the CRM's answer has `urls` (HubSpot's has none, per Truto's docs).
 """
 
 # [START howto_operator_truto_manual_update]

@@ -16,11 +16,12 @@ one rule for what counts as "the token".
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "redact", "redact_data", "secret_pattern"]
+__all__ = ["MASK", "common_encodings", "redact", "redact_data", "secret_pattern"]
 
 MASK = "***"
 
@@ -82,6 +83,23 @@ def _char(ch: str) -> str:
 def secret_pattern(secret: str) -> re.Pattern[str]:
     """The compiled pattern matching ``secret`` in any (mixed) encoding."""
     return re.compile("".join(_char(ch) for ch in secret))
+
+
+def common_encodings(secret: str) -> list[str]:
+    """The secret as the usual encoders write it, for maskers that only match exact strings
+    (Airflow's log masker): raw, JSON-escaped (also ``\\/`` and ``\\uXXXX``), URL-encoded."""
+    from urllib.parse import quote, quote_plus
+
+    variants = [
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        json.dumps(secret, ensure_ascii=True)[1:-1],
+        quote(secret, safe=""),
+        quote(secret, safe="").lower(),
+        quote_plus(secret),
+    ]
+    return list(dict.fromkeys(variants))
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -51,7 +51,7 @@ from truto_airflow.models.options import (
 )
 from truto_airflow.pagination import DEFAULT_MAX_PAGES, CursorWalk
 from truto_airflow.query import QueryEncodingError, encode_query
-from truto_airflow.redaction import redact, redact_data, secret_pattern
+from truto_airflow.redaction import common_encodings, redact, redact_data, secret_pattern
 from truto_airflow.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -520,7 +520,8 @@ class TrutoHook(BaseHook):
         )
         from airflow.sdk.log import mask_secret
 
-        mask_secret(settings.token)
+        for variant in common_encodings(settings.token):  # task logs, in whatever form
+            mask_secret(variant)
         overrides: dict[str, Any] = {}
         if self._timeout_override is not None:
             if self._timeout_override <= 0:

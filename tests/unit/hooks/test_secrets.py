@@ -343,3 +343,16 @@ def test_an_echo_in_another_case_never_survives(token: str, upper: bool) -> None
     if len(echo) != len(token):  # a character whose case mapping has another length
         return
     assert echo.lower() not in redact(f"host {echo}.example", token).lower()
+
+
+def test_airflow_log_masker_knows_the_usual_encodings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk._shared.secrets_masker import redact as airflow_redact
+
+    from tests.conftest import truto_conn_json
+
+    token = "tok/en+with=signs-93"
+    monkeypatch.setenv("AIRFLOW_CONN_T", truto_conn_json(token=token))
+    _ = TrutoHook("t").settings
+    for name in ("raw", "json_ascii_slash", "quote", "quote_lower", "quote_plus"):
+        line = airflow_redact(f"log line {WHOLE[name](token)} end")
+        assert_no_token(str(line), token)
