@@ -9,7 +9,9 @@ seed 1). Prints a table and writes ``benchmarks/results/bench-<time>.json`` (and
     UpdateOpportunityOperator tasks through ``dag.test()`` · (e) N mapped HttpOperator tasks, same
     way · (f) the client ceiling: bare aiohttp, one shared connector, same concurrency; plus the
     physical bound concurrency / latency. Then a rate-limited scenario (4 accounts, R requests per
-    10 s each) and peak RSS of the operator over 10,000 and 100,000 JSON Lines rows.
+    10 s each) and peak RSS of the operator over 10,000 and 100,000 JSON Lines rows; then the
+    export benchmark (``benchmarks/export.py``): rows/s and peak RSS exporting 10,000 and 100,000
+    opportunities, and the large export again under injected faults, checked record by record.
 
 Options: ``--quick`` (smaller N everywhere, for a smoke run).
 """
@@ -269,6 +271,11 @@ def main() -> None:
         print("rate-limited done", flush=True)
         emu.reset()
         results["rss"] = bench_rss(emu, rss_sizes, ids)
+    from benchmarks.export import bench_export
+    from benchmarks.export import report as export_report
+
+    results["export"] = bench_export(rss_sizes, LATENCY_MS, SEED)
+    print("export done", flush=True)
     physical = CONCURRENCY / (LATENCY_MS / 1000.0)
     a, f = results["a"]["rows_per_second"], results["f"]["rows_per_second"]
     e_rate = results["e"]["rows_per_second"]
@@ -288,6 +295,15 @@ def main() -> None:
         "429s <= 2%": rl["share_429"] <= 0.02,
         f"RSS({rss_sizes[1]:,}) <= 1.5 x RSS({rss_sizes[0]:,})": big <= 1.5 * small,
     }
+    export = results["export"]
+    targets[f"export RSS({rss_sizes[1]:,}) <= 1.5 x RSS({rss_sizes[0]:,})"] = (
+        export["rss_big_over_small"] <= 1.5
+    )
+    check = export[f"{rss_sizes[1]}_faults"]["check"]
+    targets["export with faults: every record once"] = (
+        check["missing"] == check["duplicated"] == check["unknown"] == 0
+        and check["lines"] == check["expected"]
+    )
     results["targets"] = targets
 
     header = (
@@ -326,6 +342,7 @@ def main() -> None:
             f"({x['rows_per_second']:,.0f} rows/s, outcomes {x['outcomes']})"
         )
     print(f"RSS ratio: {r['rss_big_over_small']:.3f}")
+    print("\n".join(export_report(export, rss_sizes)))
     print()
     for name, met in targets.items():
         print(f"target {name:<40} {'MET' if met else 'MISSED'}")

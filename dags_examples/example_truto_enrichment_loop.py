@@ -109,8 +109,10 @@ with DAG(
     def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         """Add up the outcome counts of every chunk."""
         totals: dict[str, int] = {}
-        for result in results:
-            for outcome, count in result["outcomes"].items():
+        # Index by len(): iterating a mapped task's results probes one past the end, which
+        # Airflow logs as an "XCom not found" error.
+        for n in range(len(results)):
+            for outcome, count in results[n]["outcomes"].items():
                 totals[outcome] = totals.get(outcome, 0) + int(count)
         print(f"Enrichment loop: {totals} over {len(results)} chunk(s)")
         return {"chunks": len(results), "outcomes": totals}

@@ -36,8 +36,9 @@ def _prepare_airflow_home() -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def _target() -> Iterator[tuple[str, list[str], str]]:
-    """Yield (mode description, opportunity ids, integrated account id) with the connection set."""
+def _target() -> Iterator[tuple[str, list[str], str, Any]]:
+    """Yield (mode description, opportunity ids, integrated account id, emulator handle or
+    ``None``) with the connection set."""
     token = os.environ.get("TRUTO_API_TOKEN", "").strip()
     if token:
         account = os.environ.get("TRUTO_INTEGRATED_ACCOUNT_ID", "").strip()
@@ -59,7 +60,7 @@ def _target() -> Iterator[tuple[str, list[str], str]]:
                 "extra": {"integrated_account_id": account},
             }
         )
-        yield "real Truto API", ids, account
+        yield "real Truto API", ids, account, None
         return
 
     from truto_airflow.emulator import run_emulator
@@ -68,7 +69,7 @@ def _target() -> Iterator[tuple[str, list[str], str]]:
         account = emu.accounts["hubspot"]
         os.environ["AIRFLOW_CONN_TRUTO_DEFAULT"] = emu.airflow_conn_json(account="hubspot")
         ids = emu.opportunity_ids(account)[:3]
-        yield f"local Truto emulator at {emu.base_url}", ids, account
+        yield f"local Truto emulator at {emu.base_url}", ids, account, emu
 
 
 def _snapshot(ids: list[str], account: str) -> dict[str, dict[str, Any]]:
@@ -105,7 +106,7 @@ def _print_changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str,
 
 def main() -> int:
     _prepare_airflow_home()
-    with _target() as (mode, ids, account):
+    with _target() as (mode, ids, account, emulator):
         print(f"truto-airflow demo: DAG {DAG_ID!r} against the {mode}")
         print(f"opportunities: {', '.join(ids)}")
 
@@ -133,7 +134,50 @@ def main() -> int:
             print(f"  {task_id:28} {state}")
         changed = _print_changes(before, after)
         print(f"\n{changed} opportunit{'y' if changed == 1 else 'ies'} changed.")
-        return 0 if str(dag_run.state) in {"success", "DagRunState.SUCCESS"} else 1
+        ok = str(dag_run.state) in {"success", "DagRunState.SUCCESS"}
+        if emulator is not None:  # the loop rewrites whole accounts: emulator only
+            ok = _demo_loop(bag, emulator) and ok
+        return 0 if ok else 1
+
+
+LOOP_DAG_ID = "example_truto_enrichment_loop"
+LOOP_ACCOUNTS = ("pipedrive", "attio", "salesforce")
+
+
+def _return_value(run: Any, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def _demo_loop(bag: Any, emulator: Any) -> bool:
+    """Run the enrichment loop twice on three emulator accounts: scores written, then none."""
+    dag = bag.get_dag(LOOP_DAG_ID)
+    accounts = [emulator.accounts[key] for key in LOOP_ACCOUNTS]
+    shown = [(a, emulator.opportunity_ids(a)[0]) for a in accounts]
+    before = {key: emulator.opportunity(*key) for key in shown}
+    print(f"\n--- DAG {LOOP_DAG_ID!r}: export -> score -> partition -> write -> summary")
+    print(f"accounts: {', '.join(LOOP_ACCOUNTS)}")
+    ok = True
+    for attempt in ("first run", "second run (same scores)"):
+        run = dag.test(run_conf={"integrated_account_ids": accounts, "chunk_size": 20})
+        summary = _return_value(run, "summary")
+        print(f"{attempt}: {run.state}; {summary}")
+        ok = ok and str(run.state) in {"success", "DagRunState.SUCCESS"}
+    for (account, opp_id), old in before.items():
+        new = emulator.opportunity(account, opp_id) or {}
+        print(
+            f"  {opp_id:24} custom_fields {_show((old or {}).get('custom_fields'))}  ->  "
+            f"{_show(new.get('custom_fields'))}"
+        )
+    return ok
 
 
 if __name__ == "__main__":
