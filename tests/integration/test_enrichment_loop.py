@@ -106,6 +106,12 @@ def test_enrichment_loop_twice(
         a: {"updated": 500, "unchanged": 0, "failed": 0, "invalid": 0} for a in accounts
     }
 
+    # the token is in no XCom and no asset event
+    stored = json.dumps(
+        [{str(k): v for k, v in values.items()}, asset_events(first.run_id)], default=str
+    )
+    assert emulator.token not in stored
+
     # second run: same scores, nothing written
     since = max((r.seq for r in emulator.requests()), default=0)
     second = dag.test(run_conf=conf)
