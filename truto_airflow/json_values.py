@@ -168,7 +168,12 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def json_value(
-    value: Any, path: tuple[Any, ...] = (), *, free_form: bool = True, _depth: int = 0
+    value: Any,
+    path: tuple[Any, ...] = (),
+    *,
+    free_form: bool = True,
+    typed: bool = False,
+    _depth: int = 0,
 ) -> Any:
     """``value`` as JSON-native Python (dict/list/str/int/float/bool/None), or an error.
 
@@ -176,8 +181,9 @@ def json_value(
     become int/float (checked as above). With ``free_form`` (``custom_fields``, ``remote_data``,
     where the CRM type is unknown) date-times become ISO 8601 text (naive ones as UTC), UUIDs
     text, and the strings in :data:`NON_FINITE_TEXT` are refused. Without it (typed fields,
-    validated next by the model) date/time objects are left for the field's own parser.
-    Anything else (bytes, sets, arbitrary objects) is refused: what it means is a guess.
+    validated next by the model) date/time objects are left for the field's own parser, and
+    with ``typed`` numbers too (an integer id bigger than 2**53 is exact once a reference field
+    turns it into a string; ``amount`` checks its own). Anything else (bytes, sets, arbitrary objects) is refused: what it means is a guess.
     """
     if _depth > MAX_DEPTH:
         raise JsonValueError(path, f"nested deeper than {MAX_DEPTH} levels (or refers to itself)")
@@ -193,14 +199,18 @@ def json_value(
                     path, f"key {key!r} is a {type(key).__name__}; JSON object keys are strings"
                 )
             _check_text(key, (*path, key), free_form=False)
-            out[key] = json_value(item, (*path, key), free_form=free_form, _depth=_depth + 1)
+            out[key] = json_value(
+                item, (*path, key), free_form=free_form, typed=typed, _depth=_depth + 1
+            )
         return out
     if isinstance(value, (list, tuple)):
         return [
-            json_value(item, (*path, i), free_form=free_form, _depth=_depth + 1)
+            json_value(item, (*path, i), free_form=free_form, typed=typed, _depth=_depth + 1)
             for i, item in enumerate(value)
         ]
     if isinstance(value, (numbers.Real, Decimal, BadNumber)):
+        if typed and not isinstance(value, BadNumber):
+            return value
         return json_number(value, path)
     if isinstance(value, (dt.date, dt.time)):
         if not free_form:

@@ -117,7 +117,7 @@ class OpportunityUpdate(_Strict):
         if not isinstance(data, Mapping):
             return data
         return {
-            key: json_value(value, (key,), free_form=key in _FREE_FORM)
+            key: json_value(value, (key,), free_form=key in _FREE_FORM, typed=key not in _FREE_FORM)
             if key in cls.model_fields
             else value
             for key, value in data.items()

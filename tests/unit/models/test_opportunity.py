@@ -304,3 +304,10 @@ def test_near_typo_still_suggests_the_model_field_first() -> None:
     with pytest.raises(TrutoInputError) as info:
         parse_update_body({"descripton": "x"})
     assert "did you mean 'description'" in str(info.value)
+
+
+def test_native_rendered_big_integer_ids_are_sent_as_the_exact_string() -> None:
+    # A 19-digit Zoho id rendered natively is an int beyond 2**53: exact as a string, so kept.
+    zoho = 3652397000000649013
+    body = parse_update_body({"owner": {"id": zoho}, "contact": [{"id": zoho + 1}]}).to_body()
+    assert body == {"owner": {"id": str(zoho)}, "contact": [{"id": str(zoho + 1)}]}
