@@ -183,7 +183,8 @@ def json_value(
     text, and the strings in :data:`NON_FINITE_TEXT` are refused. Without it (typed fields,
     validated next by the model) date/time objects are left for the field's own parser, and
     with ``typed`` numbers too (an integer id bigger than 2**53 is exact once a reference field
-    turns it into a string; ``amount`` checks its own). Anything else (bytes, sets, arbitrary objects) is refused: what it means is a guess.
+    turns it into a string; ``amount`` checks its own). Anything else (bytes, sets, arbitrary
+    objects) is refused: what it means is a guess.
     """
     if _depth > MAX_DEPTH:
         raise JsonValueError(path, f"nested deeper than {MAX_DEPTH} levels (or refers to itself)")

@@ -459,3 +459,87 @@ def test_every_number_either_survives_javascript_or_is_refused(number: Any) -> N
     assert Decimal(repr(sent)) == Decimal(str(number)) or float(number) == sent
     if sent == 0:
         assert number == 0  # nothing silently underflowed to zero
+
+
+# -- the whole class: nothing but TrutoInputError escapes, and what passes is clean JSON -------
+
+anything_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.decimals(),
+    st.text(max_size=6),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=2),
+    st.binary(max_size=4),
+    st.datetimes(),
+    st.dates(),
+    st.times(),
+    st.sampled_from([_Odd(), 1j, print, int, frozenset({1}), {"a"}, Ellipsis]),
+    st.sampled_from(["NaN", "now", "2026-01-02", "10:00", "..", "1e400", " x "]),
+)
+anything = st.recursive(
+    anything_leaf,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=3),
+        st.tuples(kids),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), kids, max_size=3),
+    ),
+    max_leaves=8,
+)
+body_fields = [
+    "name",
+    "amount",
+    "close_date",
+    "close_time",
+    "owner",
+    "contact",
+    "stage",
+    "tags",
+    "custom_fields",
+    "remote_data",
+]
+
+
+@given(
+    st.dictionaries(st.sampled_from(body_fields), anything, min_size=1, max_size=4),
+    st.one_of(anything, st.text(max_size=8)),
+    st.one_of(st.none(), anything),
+    st.one_of(st.none(), anything),
+    st.one_of(st.none(), anything),
+)
+def test_nothing_but_input_errors_escape_and_what_passes_is_clean_json(
+    body: dict[str, Any], opp: Any, key: Any, remote_query: Any, exclude: Any
+) -> None:
+    hook = TrutoHook("truto_fuzz", transport=httpx2.MockTransport(_no_request))
+    hook.__dict__["settings"] = _SETTINGS
+    try:
+        request = hook.prepare_update(
+            opp,
+            body,
+            integrated_account_id=ACCOUNT,
+            idempotency_key=key,
+            remote_query=remote_query,
+            exclude_fields=exclude,
+        )
+    except TrutoInputError:
+        return
+    encoded = json.dumps(request.json_body, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    assert json.loads(encoded) == request.json_body
+    assert request.query  # the query encodes too
+    assert request.headers["Idempotency-Key"].isascii()
+
+
+def _settings() -> Any:
+    from truto_airflow.hooks.truto import TrutoConnectionSettings
+
+    return TrutoConnectionSettings(
+        base_url="https://api.truto.one",
+        token="t",
+        integrated_account_id=ACCOUNT,
+        timeout=5.0,
+        max_retries=0,
+    )
+
+
+_SETTINGS = _settings()
