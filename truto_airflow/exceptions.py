@@ -30,6 +30,7 @@ __all__ = [
     "TrutoNotFoundError",
     "TrutoPaginationError",
     "TrutoRateLimitError",
+    "TrutoResponseError",
     "TrutoServerError",
     "TrutoValidationError",
     "error_class_for_status",
@@ -174,6 +175,13 @@ def _insight_values(insight: Mapping[str, Any], key: str) -> list[str]:
     if isinstance(value, str) and value:
         return [value]
     return []
+
+
+class TrutoResponseError(TrutoAPIError):
+    """Truto answered 2xx, but not with the JSON object the endpoint returns (a proxy's HTML
+    login page, a truncated or garbled body, a JSON list or string). Not a success: the write may
+    or may not have been applied. ``status_code`` is the 2xx status; not retried by the hook (a
+    task retry re-sends with the same Idempotency-Key, which Truto replays if it was applied)."""
 
 
 class TrutoClientError(TrutoAPIError, AirflowFailException):

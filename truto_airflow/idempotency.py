@@ -1,9 +1,15 @@
 """Idempotency keys that survive Airflow task retries.
 
 A key is derived from where the write happens in a DAG run (dag_id, task_id, run_id, map_index),
-what it targets (integrated account, opportunity id) and a hash of the exact body. A retried task
-instance sends the same key, so Truto replays the first answer instead of applying the write twice;
-a changed body, or a new DAG run, gets a new key and is applied.
+what it targets (integrated account, opportunity id), a hash of the exact body and, in bulk, the
+row's ordinal in the input. A retried task instance sends the same key, so Truto replays the first
+answer instead of applying the write twice; a changed body, or a new DAG run, gets a new key and
+is applied.
+
+Why the ordinal: the same opportunity may appear several times in one bulk input (A, B, A). Each
+row is its own write and must be applied in input order, so the third row must not share the
+first row's key (Truto would replay the first answer instead of writing A again, and the CRM
+would end at B). The ordinal is stable across task retries as long as the input is.
 """
 
 from __future__ import annotations
@@ -74,8 +80,12 @@ def derive_idempotency_key(
     integrated_account_id: str,
     opportunity_id: str,
     body: Mapping[str, Any],
+    row: int | None = None,
 ) -> str:
-    """A stable key for one logical write of one DAG run (the try number is left out on purpose)."""
+    """A stable key for one logical write of one DAG run (the try number is left out on purpose).
+
+    ``row`` is the bulk input ordinal (``None`` for a single write); see the module docstring.
+    """
     parts = [
         str(dag_id),
         str(task_id),
@@ -85,6 +95,8 @@ def derive_idempotency_key(
         str(opportunity_id),
         body_fingerprint(body),
     ]
+    if row is not None:
+        parts.append(f"row={int(row)}")
     digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return f"{KEY_PREFIX}{digest[:48]}"
 

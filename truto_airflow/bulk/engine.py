@@ -14,7 +14,17 @@ Shape of a run::
   answers 401/403/503 (dead token, missing scopes, blocked account) or only 429s for longer than
   ``max_throttle_seconds`` is closed: its remaining rows fail at once with the reason, unsent.
 * Rows for the same opportunity of the same account are applied in input order (never two in
-  flight at once), so the last row wins as it would in a sequential loop.
+  flight at once), so the last row wins as it would in a sequential loop. When one of them
+  fails, the later ones are not sent (``failed``, ``not_sent``): the CRM then holds a prefix of
+  the input for that opportunity, and a task retry applies the rest in order (a later row
+  applied before an earlier one is retried would let the earlier one win).
+* An account whose requests get no HTTP answer at all (connections refused or dropped) is probed
+  one request at a time with the retry policy's backoff; after ``max_retries`` more such rounds
+  it is closed like a 401/403 account, so it never holds more than one slot of the healthy ones.
+* Nothing about one row (its shape, its serialisation, its URL, an exception while sending it)
+  ends the run: the row ends ``invalid`` (it cannot be sent) or ``failed`` with the reason.
+* A 2xx whose body is not the JSON object Truto returns (a proxy's HTML page, truncated JSON) is
+  not a success: the row ends ``failed``.
 * Retries reuse the row's Idempotency-Key, so a retry after a lost answer is replayed by Truto
   rather than applied twice.
 * Supervision: the reader, the workers, the progress ticker and the optional watch run as tasks
@@ -50,6 +60,7 @@ from truto_airflow.bulk.outcomes import (
     Outcome,
     RowResult,
     SummaryBuilder,
+    describe_exception,
 )
 from truto_airflow.bulk.pacer import AccountPacer
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer
@@ -131,6 +142,13 @@ class _Account:
     spill: SpillQueue | None = None
     dead: RowResult | None = None
     in_ring: bool = False
+    #: Rounds of requests in a row that got no HTTP answer (0 = the account answers).
+    strikes: int = 0
+    #: While ``strikes``: one probe at a time, not before ``probe_at``.
+    probe_at: float = 0.0
+    probe_in_flight: bool = False
+    #: Opportunity id -> the failed row that stops its later rows (see the module docstring).
+    broken: dict[str, RowResult] = field(default_factory=dict)
 
     def spilled(self) -> int:
         return len(self.spill) if self.spill is not None else 0
@@ -414,8 +432,8 @@ class BulkEngine:
                 self._settle(self._closed_result(acct, item), counted=False)
                 return
             now = self.clock()
-            delay = acct.pacer.delay(now)
-            blocked = _SPILL_AFTER_S < delay < math.inf
+            delay = self._delay(acct, now)
+            blocked = _SPILL_AFTER_S < delay < math.inf or acct.strikes > 0
             if acct.spilled():
                 if blocked:
                     self._spill(acct, item)
@@ -466,12 +484,14 @@ class BulkEngine:
                 acct.in_ring = False
                 continue
             ring.rotate(-1)
-            if acct.pacer.delay(now) > 0:
+            if self._delay(acct, now) > 0:
                 continue
             item = self._pop(acct, now)
             if item is None:
                 continue
             acct.pacer.acquire(now)
+            if acct.strikes:
+                acct.probe_in_flight = True
             return acct, item
         return None
 
@@ -494,14 +514,27 @@ class BulkEngine:
             if lock in acct.busy:
                 acct.waiting.setdefault(lock, deque()).append(item)
                 continue
+            cause = acct.broken.get(item.opportunity_id)
+            if cause is not None:
+                self._settle(self._held_result(item, cause), acct=acct, item=item)
+                continue
             acct.busy.add(lock)
             return item
+
+    def _delay(self, acct: _Account, now: float) -> float:
+        """Seconds until ``acct`` may send: its pacer, and the probe gate of a silent account."""
+        delay = acct.pacer.delay(now)
+        if acct.strikes:
+            if acct.probe_in_flight:
+                return math.inf
+            delay = max(delay, acct.probe_at - now)
+        return delay
 
     def _next_wake(self, now: float) -> float | None:
         """Seconds until some account may be able to send (``None`` = only an event helps)."""
         best = math.inf
         for acct in self._ring:
-            delay = acct.pacer.delay(now)
+            delay = self._delay(acct, now)
             if not (acct.queue or acct.spilled()):
                 if not acct.retry:
                     continue
@@ -581,13 +614,14 @@ class BulkEngine:
             try:
                 decided = await planner.plan(item)
             except Exception as exc:  # a plan step must settle its row, never stall the run
-                text = self.hook.redact_text(f"{type(exc).__name__}: {exc}")
+                text = describe_exception(exc, self.hook.redact_text)
                 decided = PlanDecision(
                     Outcome.FAILED,
                     f"plan step {type(planner).__name__} failed: {text}",
                     error="plan_error",
                 )
             if isinstance(decided, PlanDecision):
+                self._end_probe(acct)
                 acct.pacer.release()
                 self._settle(
                     RowResult(
@@ -606,23 +640,34 @@ class BulkEngine:
                 return
             item = decided
         item.attempts += 1
+        round_ = acct.strikes
         started = self.clock()
         try:
             response = await self.hook.asend_once(item.request)
         except httpx2.HTTPError as exc:
             now = self.clock()
             self.summary.request_done(None, now - started)
+            self._end_probe(acct)
             acct.pacer.release()
-            if self.policy.is_retryable(exc) and item.attempts <= self.max_retries:
-                self._retry_later(acct, item, now + self.policy.wait_seconds(exc, item.attempts))
-            else:
-                self._fail(acct, item, None, type(exc).__name__, self.hook.redact_text(str(exc)))
+            self._no_answer(acct, item, exc, round_, now)
+            return
+        except Exception as exc:  # about this row (its URL, its bytes): the run goes on
+            self._end_probe(acct)
+            acct.pacer.release()
+            self._unsendable(acct, item, exc)
             return
         now = self.clock()
         status = response.status_code
         self.summary.request_done(status, now - started)
+        self._end_probe(acct)
+        acct.strikes = 0  # any HTTP answer: the account is reachable
         acct.pacer.on_response(now, status, response.headers)
         if response.is_success:
+            try:
+                self.hook.decode_result(response, item.request)
+            except TrutoAPIError as bad:  # a 2xx that is not Truto's answer is no success
+                self._fail_error(acct, item, bad)
+                return
             self.ledger.record(item.key)
             self._settle(
                 RowResult(
@@ -643,7 +688,7 @@ class BulkEngine:
             item.throttles += 1
             if acct.pacer.throttled_for(now) > self.settings.max_throttle_seconds:
                 self._fail_error(acct, item, error)
-                self._close(
+                self._close_api(
                     acct,
                     error,
                     f"answered only 429 for over {self.settings.max_throttle_seconds:.0f} s",
@@ -658,7 +703,68 @@ class BulkEngine:
             return
         self._fail_error(acct, item, error)
         if status in self.settings.dead_account_statuses:
-            self._close(acct, error, f"answered {status}")
+            self._close_api(acct, error, f"answered {status}")
+
+    def _end_probe(self, acct: _Account) -> None:
+        # Only one request is in flight while an account is probed, so any end is the probe's.
+        if acct.strikes:
+            acct.probe_in_flight = False
+
+    def _no_answer(
+        self, acct: _Account, item: RowItem, exc: httpx2.HTTPError, round_: int, now: float
+    ) -> None:
+        """A request got no HTTP answer: retry the row, probe the account, or close it."""
+        detail = describe_exception(exc, self.hook.redact_text)
+        if not self.policy.is_retryable(exc):
+            self._fail(acct, item, None, type(exc).__name__, detail)
+            return
+        if round_ == acct.strikes:
+            # The first failure of this round (others in flight when it began do not count).
+            acct.strikes += 1
+            acct.probe_at = now + self.policy.wait_seconds(exc, acct.strikes)
+        if acct.strikes > self.max_retries:
+            self._fail(acct, item, None, type(exc).__name__, detail)
+            self._close(
+                acct,
+                f"got no HTTP answer to {acct.strikes} attempts in a row",
+                status=None,
+                error=type(exc).__name__,
+                message=detail,
+            )
+        elif item.attempts <= self.max_retries:
+            self._retry_later(acct, item, now + self.policy.wait_seconds(exc, item.attempts))
+        else:
+            self._fail(acct, item, None, type(exc).__name__, detail)
+
+    def _unsendable(self, acct: _Account, item: RowItem, exc: Exception) -> None:
+        """An exception other than a transport error while sending one row."""
+        detail = describe_exception(exc, self.hook.redact_text)
+        if isinstance(exc, (httpx2.InvalidURL, ValueError, TypeError)):  # UnicodeError too
+            # Raised while building the request, before any byte went out: the row itself
+            # cannot be sent (an id too long for a URL, text that cannot be encoded).
+            self._settle(
+                RowResult(
+                    index=item.index,
+                    outcome=Outcome.INVALID,
+                    opportunity_id=item.opportunity_id,
+                    integrated_account_id=item.account,
+                    error="invalid_row",
+                    message=f"row {item.index} could not be sent as a request: {detail}",
+                    line=item.line,
+                    body=item.request.json_body,
+                ),
+                acct=acct,
+                item=item,
+            )
+            return
+        self._fail(
+            acct,
+            item,
+            None,
+            "send_error",
+            f"unexpected error while sending (it may or may not have reached Truto; a retry "
+            f"with the same Idempotency-Key is safe): {detail}",
+        )
 
     def _retry_later(self, acct: _Account, item: RowItem, not_before: float) -> None:
         if acct.dead is not None:
@@ -728,30 +834,71 @@ class BulkEngine:
             body=item.request.json_body,
         )
 
-    def _close(self, acct: _Account, error: TrutoAPIError, why: str) -> None:
+    def _close_api(self, acct: _Account, error: TrutoAPIError, why: str) -> None:
+        self._close(
+            acct,
+            why,
+            status=error.status_code,
+            error=error.error,
+            message=error.message or error.error or "",
+            insight=error.error_insight or None,
+            remote=error.is_remote_error,
+        )
+
+    def _close(
+        self,
+        acct: _Account,
+        why: str,
+        *,
+        status: int | None,
+        error: str | None,
+        message: str,
+        insight: dict[str, Any] | None = None,
+        remote: bool | None = None,
+    ) -> None:
         """Fail every row of this account still waiting; rows in flight finish on their own."""
         if acct.dead is not None:
             return
         acct.dead = RowResult(
             index=-1,
             outcome=Outcome.FAILED,
-            status_code=error.status_code,
-            error=error.error,
+            status_code=status,
+            error=error,
             message=(
                 f"not sent: integrated account {acct.key} {why} earlier in this run "
-                f"({error.message or error.error}); fix the account or token and retry the task"
+                f"({message}); fix the account or token and retry the task"
             ),
-            error_insight=error.error_insight or None,
-            is_remote_error=error.is_remote_error,
+            error_insight=insight,
+            is_remote_error=remote,
         )
         self.log.warning(
             "Integrated account %s %s (%s): its remaining rows fail without being sent; "
             "other accounts continue",
             acct.key,
             why,
-            error.message or error.error,
+            message,
         )
+        acct.broken.clear()
         self._drain_closed(acct)
+
+    def _held_result(self, item: RowItem, cause: RowResult) -> RowResult:
+        return RowResult(
+            index=item.index,
+            outcome=Outcome.FAILED,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            status_code=cause.status_code,
+            error="earlier_row_failed",
+            message=(
+                f"not sent: row {cause.index} for this opportunity failed earlier in this run "
+                f"({cause.error}); sending this later row would apply the opportunity's rows "
+                f"out of order. Fix row {cause.index} and retry the task: it applies both, in "
+                "order"
+            ),
+            not_sent=True,
+            line=item.line,
+            body=item.request.json_body,
+        )
 
     def _drain_closed(self, acct: _Account) -> None:
         pending: list[RowItem] = [entry[2] for entry in acct.retry]
@@ -786,6 +933,16 @@ class BulkEngine:
         if result.outcome in REJECTED:
             self.rejected.add(result)
         if acct is not None and item is not None:
+            if result.outcome is Outcome.FAILED and acct.dead is None:
+                acct.broken.setdefault(
+                    item.opportunity_id,
+                    RowResult(
+                        index=result.index,
+                        outcome=result.outcome,
+                        status_code=result.status_code,
+                        error=result.error,
+                    ),
+                )
             lock = item.lock_key
             acct.busy.discard(lock)
             waiters = acct.waiting.get(lock)

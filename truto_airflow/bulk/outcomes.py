@@ -5,10 +5,62 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LatencyHistogram", "Outcome", "RowResult", "SummaryBuilder", "format_outcome_table"]
+__all__ = [
+    "LatencyHistogram",
+    "Outcome",
+    "RowResult",
+    "SummaryBuilder",
+    "describe_exception",
+    "format_outcome_table",
+    "json_safe",
+    "safe_text",
+]
+
+#: Longest text kept from a value or an exception in a row's reason.
+_TEXT_LIMIT = 300
+#: Nesting kept when a rejected row's body is written out (deeper levels are summarised).
+_DEPTH_LIMIT = 20
+
+
+def safe_text(value: Any, limit: int = _TEXT_LIMIT) -> str:
+    """``str(value)`` on one line, cut to ``limit``; never raises (a row may hold anything)."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.encode("utf-8", "backslashreplace").decode("utf-8").split())
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more]"
+
+
+def describe_exception(exc: BaseException, redact: Callable[[str], str] | None = None) -> str:
+    """``Type: message`` on one line (token masked by ``redact``), for a row's reason."""
+    text = f"{type(exc).__name__}: {safe_text(exc)}"
+    return redact(text) if redact is not None else text
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """``value`` as plain JSON types, so any row (bytes, odd objects, non-string keys, lone
+    surrogates, NaN) can be written to the rejected-rows file as evidence."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if _depth >= _DEPTH_LIMIT:
+        return f"<{type(value).__name__} nested too deep>"
+    try:
+        if isinstance(value, Mapping):
+            return {safe_text(k): json_safe(v, _depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [json_safe(v, _depth + 1) for v in value]
+    except Exception as exc:  # a mapping whose items() raises: describe it instead
+        return f"<{type(value).__name__}: {describe_exception(exc)}>"
+    return safe_text(value)
 
 
 class Outcome(str, enum.Enum):
@@ -87,7 +139,7 @@ class RowResult:
         if self.not_sent:
             data["not_sent"] = True
         if with_body and self.body is not None:
-            data["body"] = self.body
+            data["body"] = json_safe(self.body)
         return data
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from truto_airflow.bulk.outcomes import Outcome, RowResult
+from truto_airflow.bulk.outcomes import Outcome, RowResult, describe_exception, safe_text
 from truto_airflow.bulk.rows import ROW_KEYS, RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.idempotency import derive_idempotency_key
@@ -35,6 +35,20 @@ class RunIdentity:
     run_id: str
     map_index: int | None = None
 
+    def row_key(self, *, row: int, account: str, opportunity_id: str, body: Any) -> str:
+        """The Idempotency-Key of input row ``row`` sending ``body``: the one derivation for the
+        bulk path (preparing a row, and a plan step that sends a smaller body)."""
+        return derive_idempotency_key(
+            dag_id=self.dag_id,
+            task_id=self.task_id,
+            run_id=self.run_id,
+            map_index=self.map_index,
+            integrated_account_id=account,
+            opportunity_id=opportunity_id,
+            body=body,
+            row=row,
+        )
+
 
 @dataclass(slots=True)
 class RowItem:
@@ -47,9 +61,14 @@ class RowItem:
     line: int | None = None
     attempts: int = 0
     throttles: int = 0
+    #: The row's identity for the success ledger: its key as prepared (full body). A plan step
+    #: may send a smaller body under another Idempotency-Key; the ledger still names the row.
+    row_key: str = ""
 
     @property
     def key(self) -> str:
+        if self.row_key:
+            return self.row_key
         assert self.request.idempotency_key is not None
         return self.request.idempotency_key
 
@@ -70,6 +89,7 @@ class RowItem:
             "b": req.json_body,
             "k": req.idempotency_key,
             "f": list(req.fields),
+            "r": self.row_key,
         }
 
     @classmethod
@@ -84,7 +104,7 @@ class RowItem:
             idempotency_key=rec["k"],
             fields=tuple(rec["f"]),
         )
-        return cls(rec["i"], rec["o"], rec["a"], request, rec.get("l"))
+        return cls(rec["i"], rec["o"], rec["a"], request, rec.get("l"), row_key=rec.get("r", ""))
 
 
 @dataclass(frozen=True)
@@ -127,42 +147,60 @@ class RowPreparer:
         return self._accounts[cache_key]
 
     def prepare(self, raw: RawRow) -> RowItem | RowResult:
-        """A :class:`RowItem`, or an ``invalid`` :class:`RowResult` saying what to fix."""
+        """A :class:`RowItem`, or an ``invalid`` :class:`RowResult` saying what to fix.
+
+        Never raises for anything about the row: whatever fails while validating, serialising or
+        building its request (a bad offset, bytes, an odd object, an id no URL can carry) ends
+        this row ``invalid`` with the reason, and the other rows go on.
+        """
+        try:
+            return self._prepare(raw)
+        except Exception as exc:
+            reason = describe_exception(exc, self.hook.redact_text)
+            return self._invalid(raw, f"row {raw.index} could not be prepared: {reason}")
+
+    def _invalid(self, raw: RawRow, message: str, account: str | None = None) -> RowResult:
         data = raw.data
-        opp_id: Any = data.get("id") if isinstance(data, Mapping) else None
-        account_raw: Any = data.get("integrated_account_id") if isinstance(data, Mapping) else None
+        mapping = isinstance(data, Mapping)
+        opp_id: Any = data.get("id") if mapping else None
+        account_raw: Any = data.get("integrated_account_id") if mapping else None
+        return RowResult(
+            index=raw.index,
+            outcome=Outcome.INVALID,
+            opportunity_id=None if opp_id is None else safe_text(opp_id),
+            integrated_account_id=account
+            or (None if account_raw is None else safe_text(account_raw)),
+            error="invalid_row",
+            message=message,
+            line=raw.line,
+            body=data.get("body") if mapping else data,
+        )
 
-        def invalid(message: str, account: str | None = None) -> RowResult:
-            return RowResult(
-                index=raw.index,
-                outcome=Outcome.INVALID,
-                opportunity_id=None if opp_id is None else str(opp_id),
-                integrated_account_id=account
-                or (None if account_raw is None else str(account_raw)),
-                error="invalid_row",
-                message=message,
-                line=raw.line,
-                body=data.get("body") if isinstance(data, Mapping) else data,
-            )
-
+    def _prepare(self, raw: RawRow) -> RowItem | RowResult:
+        data = raw.data
         if raw.error is not None:
-            return invalid(raw.error)
+            return self._invalid(raw, raw.error)
         if not isinstance(data, Mapping):
-            return invalid(
-                f"row {raw.index} must be an object with 'id' and 'body', got {type(data).__name__}"
+            return self._invalid(
+                raw,
+                f"row {raw.index} must be an object with 'id' and 'body', got "
+                f"{type(data).__name__}",
             )
-        unknown = sorted(str(k) for k in data if k not in ROW_KEYS)
+        unknown = sorted(safe_text(k, 60) for k in data if k not in ROW_KEYS)
         if unknown:
-            return invalid(
+            return self._invalid(
+                raw,
                 f"row {raw.index} has unknown key(s) {', '.join(unknown)}: a row is "
-                "{'id', 'body', optional 'integrated_account_id'}; put opportunity fields in 'body'"
+                "{'id', 'body', optional 'integrated_account_id'}; put opportunity fields in "
+                "'body'",
             )
         if "body" not in data:
-            return invalid(f"row {raw.index} has no 'body' (the fields to update)")
+            return self._invalid(raw, f"row {raw.index} has no 'body' (the fields to update)")
+        opp_id: Any = data.get("id")
         try:
-            account = self._account(account_raw)
+            account = self._account(data.get("integrated_account_id"))
         except TrutoInputError as exc:
-            return invalid(str(exc))
+            return self._invalid(raw, str(exc))
         try:
             update = parse_update_body(data["body"])
             request = self.hook.prepare_update(
@@ -176,16 +214,11 @@ class RowPreparer:
                 idempotency_key="pending",
             )
         except TrutoInputError as exc:
-            return invalid(str(exc), account)
+            return self._invalid(raw, str(exc), account)
         opp = str(opp_id)
-        key = derive_idempotency_key(
-            dag_id=self.identity.dag_id,
-            task_id=self.identity.task_id,
-            run_id=self.identity.run_id,
-            map_index=self.identity.map_index,
-            integrated_account_id=account,
-            opportunity_id=opp,
-            body=request.json_body,
+        key = self.identity.row_key(
+            row=raw.index, account=account, opportunity_id=opp, body=request.json_body
         )
         request = dataclasses.replace(request, idempotency_key=key)
-        return RowItem(raw.index, opp, account, request, raw.line)
+        request.content  # noqa: B018 - encode now: a body that cannot go on the wire is invalid
+        return RowItem(raw.index, opp, account, request, raw.line, row_key=key)

@@ -36,7 +36,6 @@ from truto_airflow.exceptions import (
     TrutoPaginationError,
 )
 from truto_airflow.hooks.truto import OPPORTUNITIES_PATH, TrutoHook, opportunity_path
-from truto_airflow.idempotency import derive_idempotency_key
 from truto_airflow.preflight import Preflight
 
 __all__ = [
@@ -270,12 +269,11 @@ class DataSafetyPlanner:
             return PlanDecision(Outcome.WOULD_UPDATE, "dry run: not sent")
         if decision.body == body:
             return item
-        key = derive_idempotency_key(
-            dag_id=self.identity.dag_id,
-            task_id=self.identity.task_id,
-            run_id=self.identity.run_id,
-            map_index=self.identity.map_index,
-            integrated_account_id=item.account,
+        # A smaller body is another write: its own key (the row's ordinal still in it), while
+        # the ledger keeps naming the row by the key it was prepared with (``row_key``).
+        key = self.identity.row_key(
+            row=item.index,
+            account=item.account,
             opportunity_id=item.opportunity_id,
             body=decision.body,
         )
@@ -285,9 +283,7 @@ class DataSafetyPlanner:
             fields=tuple(decision.body),
             idempotency_key=key,
         )
-        return RowItem(
-            item.index, item.opportunity_id, item.account, request, item.line, item.attempts
-        )
+        return dataclasses.replace(item, request=request, row_key=item.key)
 
     def _record(self, item: RowItem, decision: SafetyDecision) -> None:
         """A dry run's plan row for a row this step settled (rejected rows: :meth:`rejected`)."""

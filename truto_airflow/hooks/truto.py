@@ -38,6 +38,7 @@ from truto_airflow.exceptions import (
     TrutoConfigError,
     TrutoInputError,
     TrutoNetworkError,
+    TrutoResponseError,
     error_class_for_status,
     truncate,
 )
@@ -68,6 +69,10 @@ __all__ = [
 OPPORTUNITIES_PATH = "/unified/crm/opportunities"
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
+#: Response formats whose body is the CRM's own, not Truto's JSON object.
+_PASS_THROUGH_FORMATS = frozenset({"raw", "stream"})
+#: ``decode_result``'s marker for a body that did not parse as JSON.
+_NOT_JSON = object()
 USER_AGENT = f"truto-airflow/{__version__}"
 
 
@@ -840,6 +845,55 @@ class TrutoHook(BaseHook):
                 return self._redact_data(data) if echoed else data
         return self._redact(text) if echoed else text
 
+    def decode_result(self, response: httpx2.Response, request: PreparedRequest) -> Any:
+        """The body of a 2xx that must be Truto's JSON object, else :class:`TrutoResponseError`.
+
+        A proxy's HTML login page, a truncated body, or a JSON list or string is not a
+        successful update, whatever the status says (an empty ``204 No Content`` is ``{}``).
+        With ``truto_response_format`` ``raw`` or
+        ``stream`` the body is the CRM's own, so it is returned as :meth:`decode` reads it.
+        """
+        fmt = next((v for k, v in request.params if k == "truto_response_format"), None)
+        if fmt in _PASS_THROUGH_FORMATS:
+            return self.decode(response)
+        if response.status_code == 204 and not response.content:
+            return {}  # "No Content" says so on purpose (an empty 200 does not)
+        data: Any = _NOT_JSON
+        if response.content:
+            try:
+                data = json.loads(response.content)
+            except ValueError:  # invalid JSON or invalid UTF-8
+                data = _NOT_JSON
+        if isinstance(data, dict):
+            return data
+        raise self._response_error(response, request, data)
+
+    def _response_error(
+        self, response: httpx2.Response, request: PreparedRequest, data: Any
+    ) -> TrutoResponseError:
+        ctype = response.headers.get("content-type") or "no content type"
+        if not response.content:
+            what = "an empty body"
+        elif data is _NOT_JSON:
+            what = "a body that is not valid JSON (truncated, or not JSON at all)"
+        else:
+            what = f"a JSON {type(data).__name__} instead of an object"
+        text = " ".join(self._redact_safe(response.text).split())
+        snippet = truncate(text, 120)
+        return TrutoResponseError(
+            status_code=response.status_code,
+            error="unexpected_response",
+            message=(
+                f"Truto answered {response.status_code} with {what} ({ctype}, "
+                f"{len(response.content)} bytes: {snippet!r}); not treated as a success, the "
+                "write may or may not have been applied. Check that the connection's host is "
+                "Truto's API, not a proxy or login page"
+            ),
+            headers={k.lower(): v for k, v in response.headers.items()},
+            method=request.method,
+            path=request.path,
+        )
+
     def _network_error(
         self, exc: Exception, request: PreparedRequest, attempts: int
     ) -> TrutoNetworkError:
@@ -965,7 +1019,7 @@ class TrutoHook(BaseHook):
             remote_query=remote_query,
             idempotency_key=idempotency_key,
         )
-        return self.decode(self.send(prepared))
+        return self.decode_result(self.send(prepared), prepared)
 
     def get_opportunity(
         self,
@@ -989,7 +1043,7 @@ class TrutoHook(BaseHook):
                 remote_query=remote_query,
             ),
         )
-        return self.decode(self.send(prepared))
+        return self.decode_result(self.send(prepared), prepared)
 
     def opportunity_list_query(
         self,
@@ -1073,10 +1127,8 @@ class TrutoHook(BaseHook):
         """``GET /integrated-account/{id}`` (integration, status, is_sandbox), cached per hook."""
         account = self.resolve_account(integrated_account_id)
         if account not in self._account_cache:
-            data = self.request("GET", f"/integrated-account/{quote(account, safe='')}")
-            if not isinstance(data, dict):
-                raise TrutoInputError(f"integrated account {account} returned no object")
-            self._account_cache[account] = data
+            prepared = self.prepare("GET", f"/integrated-account/{quote(account, safe='')}")
+            self._account_cache[account] = self.decode_result(self.send(prepared), prepared)
         return self._account_cache[account]
 
     def test_connection(self) -> tuple[bool, str]:
@@ -1154,7 +1206,7 @@ class TrutoHook(BaseHook):
             remote_query=remote_query,
             idempotency_key=idempotency_key,
         )
-        return self.decode(await self.asend(prepared))
+        return self.decode_result(await self.asend(prepared), prepared)
 
     async def aget_opportunity(
         self,
@@ -1172,7 +1224,7 @@ class TrutoHook(BaseHook):
                 ignore_remote_data=ignore_remote_data,
             ),
         )
-        return self.decode(await self.asend(prepared))
+        return self.decode_result(await self.asend(prepared), prepared)
 
     async def aget_integrated_account(
         self, integrated_account_id: str | None = None
@@ -1181,10 +1233,7 @@ class TrutoHook(BaseHook):
         account = self.resolve_account(integrated_account_id)
         if account not in self._account_cache:
             prepared = self.prepare("GET", f"/integrated-account/{quote(account, safe='')}")
-            data = self.decode(await self.asend(prepared))
-            if not isinstance(data, dict):
-                raise TrutoInputError(f"integrated account {account} returned no object")
-            self._account_cache[account] = data
+            self._account_cache[account] = self.decode_result(await self.asend(prepared), prepared)
         return self._account_cache[account]
 
     async def apaginate_pages(

@@ -262,7 +262,7 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
             result, status = self._stream_to_output(prepared)
         else:
             response = self.hook.send(prepared)
-            result, status = self.hook.decode(response), response.status_code
+            result, status = self.hook.decode_result(response, prepared), response.status_code
         self.log.info(
             "Truto opportunity %s updated: fields=%s status=%d duration=%.3fs idempotency_key=%s",
             self.opportunity_id,
