@@ -190,3 +190,31 @@ def test_example_bulk_dags_end_to_end(emulator: Any, example_dags: Any) -> None:
     assert sum(values[("write_chunk", i, "return_value")]["rows"] for i in chunks) == 45
     assert emulator.opportunity(hubspot, "opp-hubspot-0045")["amount"] == 545
     assert all(emulator.apply_count(hubspot, f"opp-hubspot-{n:04d}") == 2 for n in (1, 40))
+
+
+def test_same_opportunity_repeated_is_applied_in_order_and_the_last_row_wins(
+    truto_emulator_factory: Any,
+) -> None:
+    """Rows A, B, A of one opportunity (among others, under drops and 5xx): the CRM ends at A,
+    every row was applied once, in order, each under its own Idempotency-Key."""
+    emu = truto_emulator_factory(seed=11, opportunities=60 * 6, fault_rate=0.1, drop_rate=0.05)
+    hubspot = emu.accounts["hubspot"]
+    ids = emu.opportunity_ids(hubspot)[:20]
+    target = ids[0]
+    rows: list[dict[str, Any]] = []
+    for n, opp in enumerate(ids[1:]):
+        rows.append({"id": opp, "body": {"amount": 500 + n}, "integrated_account_id": hubspot})
+        if n in (3, 9, 15):  # A, B, A spread through the input
+            amount = 111 if n != 9 else 222
+            rows.append(
+                {"id": target, "body": {"amount": amount}, "integrated_account_id": hubspot}
+            )
+    summary = bulk(updates=rows).execute(context(FakeTI(), FakeTaskStateStore()))  # type: ignore[arg-type]
+    assert summary["outcomes"]["updated"] == len(rows)
+    assert emu.opportunity(hubspot, target)["amount"] == 111
+    assert emu.apply_count(hubspot, target) == 3
+    applied = [
+        r for r in emu.requests(method="PATCH", opportunity_id=target) if r.applied and not r.replay
+    ]
+    assert [r.body["amount"] for r in applied] == [111, 222, 111]
+    assert len({r.headers["idempotency-key"] for r in applied}) == 3
