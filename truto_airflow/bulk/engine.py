@@ -19,8 +19,9 @@ Shape of a run::
   the input for that opportunity, and a task retry applies the rest in order (a later row
   applied before an earlier one is retried would let the earlier one win).
 * An account whose requests get no HTTP answer at all (connections refused or dropped) is probed
-  one request at a time with the retry policy's backoff; after ``max_retries`` more such rounds
-  it is closed like a 401/403 account, so it never holds more than one slot of the healthy ones.
+  one request at a time with the retry policy's backoff (its other rows wait in the spill file,
+  not in the window); after ``max(max_retries, 2) + 1`` such rounds in a row it is closed like a
+  401/403 account. So it never holds more than one slot, or the reader, from healthy accounts.
 * Nothing about one row (its shape, its serialisation, its URL, an exception while sending it)
   ends the run: the row ends ``invalid`` (it cannot be sent) or ``failed`` with the reason.
 * A 2xx whose body is not the JSON object Truto returns (a proxy's HTML page, truncated JSON) is
@@ -147,6 +148,8 @@ class _Account:
     #: While ``strikes``: one probe at a time, not before ``probe_at``.
     probe_at: float = 0.0
     probe_in_flight: bool = False
+    #: When the pacer's current probe (first request, or the one after a 429) went out.
+    probe_sent_at: float | None = None
     #: Opportunity id -> the failed row that stops its later rows (see the module docstring).
     broken: dict[str, RowResult] = field(default_factory=dict)
 
@@ -196,6 +199,9 @@ class BulkEngine:
         self.policy = retry_policy or hook.retry_policy
         s = self.settings
         self.max_retries = s.max_retries if s.max_retries is not None else self.policy.max_retries
+        #: Probe rounds without any HTTP answer after which an account is closed: a row's own
+        #: attempts, but never fewer than three (one dropped connection is not a dead account).
+        self.silent_rounds = max(self.max_retries, 2) + 1
         self.window = s.window or 8 * s.max_concurrency
         self.per_account = s.queue_per_account or max(2 * s.max_concurrency, 8)
         self.summary = SummaryBuilder()
@@ -433,7 +439,7 @@ class BulkEngine:
                 return
             now = self.clock()
             delay = self._delay(acct, now)
-            blocked = _SPILL_AFTER_S < delay < math.inf or acct.strikes > 0
+            blocked = _SPILL_AFTER_S < delay < math.inf or self._silent(acct, now)
             if acct.spilled():
                 if blocked:
                     self._spill(acct, item)
@@ -489,6 +495,8 @@ class BulkEngine:
             item = self._pop(acct, now)
             if item is None:
                 continue
+            if acct.pacer.probing:
+                acct.probe_sent_at = now
             acct.pacer.acquire(now)
             if acct.strikes:
                 acct.probe_in_flight = True
@@ -520,6 +528,19 @@ class BulkEngine:
                 continue
             acct.busy.add(lock)
             return item
+
+    def _silent(self, acct: _Account, now: float) -> bool:
+        """Whether the account's overflow should spill instead of holding the reader: it got
+        no answer lately, or its probe has been out for longer than a healthy answer takes."""
+        if acct.strikes:
+            return True
+        pacer = acct.pacer
+        return (
+            pacer.probing
+            and pacer.in_flight > 0
+            and acct.probe_sent_at is not None
+            and now - acct.probe_sent_at > _SPILL_AFTER_S
+        )
 
     def _delay(self, acct: _Account, now: float) -> float:
         """Seconds until ``acct`` may send: its pacer, and the probe gate of a silent account."""
@@ -722,7 +743,7 @@ class BulkEngine:
             # The first failure of this round (others in flight when it began do not count).
             acct.strikes += 1
             acct.probe_at = now + self.policy.wait_seconds(exc, acct.strikes)
-        if acct.strikes > self.max_retries:
+        if acct.strikes >= self.silent_rounds:
             self._fail(acct, item, None, type(exc).__name__, detail)
             self._close(
                 acct,
