@@ -3,6 +3,11 @@
 A JSON Lines source (local path, ``file://`` URI, or anything ``ObjectStoragePath`` opens such as
 ``s3://bucket/key.jsonl``) is read line by line and never loaded whole. A malformed line becomes
 one ``invalid`` row (with its line number); it does not stop the others.
+
+Some runs read the input twice (``skip_unchanged`` scans the ids first). Lists and files are
+simply read again; an iterator that can be read only once (a generator, ``map``, ``iter()``) is
+kept in an anonymous temporary file on the first pass (:class:`_OneShot`), so the second pass
+sees every row instead of silently none.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import Iterable, Iterator, Mapping
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -36,11 +43,82 @@ class RawRow:
 
 @dataclass
 class RowSource:
-    """An iterator of :class:`RawRow` plus what is known about it up front."""
+    """An iterator of :class:`RawRow` plus what is known about it up front.
+
+    ``rows`` is the pass the engine reads; :meth:`scan` is an extra, independent pass over the
+    same rows (for the id scan of ``skip_unchanged``) that leaves ``rows`` whole.
+    """
 
     rows: Iterator[RawRow]
     total: int | None
     description: str
+    reopen: Callable[[], Iterator[RawRow]] | None = None
+
+    def scan(self) -> Iterator[RawRow]:
+        """Every row once more, without consuming :attr:`rows`."""
+        if self.reopen is None:
+            raise TrutoInputError(f"{self.description} cannot be read twice; pass a list or path")
+        return self.reopen()
+
+
+class _OneShot:
+    """Rows of an iterator that can be read only once, with a second pass when asked.
+
+    Until :meth:`scan` is called nothing is kept (a single pass streams). ``scan`` reads the
+    iterator to its end into an anonymous temporary file (pickled rows: any value a list could
+    hold, not only JSON), and both passes then read that file. A row that cannot be pickled
+    becomes an ``invalid`` row saying so, never a missing one.
+    """
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = iter(items)
+        self._file: IO[bytes] | None = None
+        self._started = False
+        self.count: int | None = None
+
+    def rows(self) -> Iterator[RawRow]:
+        self._started = True
+        if self._file is None:
+            yield from _iter_list(self._items)
+        else:
+            yield from self._read()
+
+    def scan(self) -> Iterator[RawRow]:
+        if self._file is None:
+            if self._started:
+                raise TrutoInputError("updates is an iterator already being read; pass a list")
+            self._keep()
+        return self._read()
+
+    def _keep(self) -> None:
+        fh = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as this source
+        count = 0
+        for index, item in enumerate(self._items):
+            try:
+                data = pickle.dumps(RawRow(index, item), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                error = (
+                    f"row {index} could not be kept for the second read of the input "
+                    f"({type(exc).__name__}); skip_unchanged reads the rows twice: pass plain "
+                    "JSON values"
+                )
+                data = pickle.dumps(RawRow(index, None, None, error))
+            fh.write(len(data).to_bytes(8, "big"))
+            fh.write(data)
+            count += 1
+        fh.flush()
+        self._file = fh
+        self.count = count
+
+    def _read(self) -> Iterator[RawRow]:
+        assert self._file is not None
+        fd = self._file.fileno()
+        offset = 0
+        while header := os.pread(fd, 8, offset):
+            size = int.from_bytes(header, "big")
+            row: RawRow = pickle.loads(os.pread(fd, size, offset + 8))  # noqa: S301 - our own file
+            offset += 8 + size
+            yield row
 
 
 def _is_uri(text: str) -> bool:
@@ -128,7 +206,12 @@ def open_source(updates: Any) -> RowSource:
         text = updates.strip()
         if text.startswith(("[", "{")):  # a rendered list (or a lone row): never a path
             parsed = rendered_list("updates", text) or []
-            return RowSource(_iter_list(parsed), len(parsed), f"{len(parsed)} rows (JSON)")
+            return RowSource(
+                _iter_list(parsed),
+                len(parsed),
+                f"{len(parsed)} rows (JSON)",
+                reopen=lambda: _iter_list(parsed),
+            )
         if not text:
             raise TrutoInputError("updates rendered to an empty string; check the XCom or param")
         updates = resolve_path(text)
@@ -140,11 +223,29 @@ def open_source(updates: Any) -> RowSource:
             total = _count_lines(path)
         else:
             total = None
-        return RowSource(_iter_path(path), total, f"JSON Lines {path}")
+        return RowSource(
+            _iter_path(path), total, f"JSON Lines {path}", reopen=lambda: _iter_path(path)
+        )
     if isinstance(updates, (list, tuple)):
-        return RowSource(_iter_list(updates), len(updates), f"{len(updates)} rows")
+        rows = updates
+        return RowSource(
+            _iter_list(rows), len(rows), f"{len(rows)} rows", reopen=lambda: _iter_list(rows)
+        )
     if isinstance(updates, Iterable):
-        return RowSource(_iter_list(updates), None, "row iterator")
+        return _one_shot_source(updates)
     raise TrutoInputError(
         f"updates must be a list of rows or a JSON Lines path, got {type(updates).__name__}"
     )
+
+
+def _one_shot_source(items: Iterable[Any]) -> RowSource:
+    kept = _OneShot(items)
+    source = RowSource(kept.rows(), None, "row iterator")
+
+    def again() -> Iterator[RawRow]:
+        rows = kept.scan()
+        source.total = kept.count
+        return rows
+
+    source.reopen = again
+    return source

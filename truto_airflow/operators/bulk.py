@@ -26,7 +26,7 @@ from truto_airflow.bulk.ledger import (
 from truto_airflow.bulk.outcomes import format_outcome_table
 from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
 from truto_airflow.bulk.progress import GuardedLog
-from truto_airflow.bulk.rows import open_source, resolve_path
+from truto_airflow.bulk.rows import RowSource, open_source, resolve_path
 from truto_airflow.bulk.runner import LoopRunner
 from truto_airflow.bulk.safety import (
     CurrentState,
@@ -342,7 +342,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             progress_every_seconds=self.progress_every_seconds,
             inline_rejected=self.inline_rejected,
         )
-        safety = self._safety_planner(identity, preparer)
+        safety = self._safety_planner(identity, preparer, source)
         rejected = PlannedRejectedRows(
             safety,
             destination=blank_to_none(self.rejected_rows_path),
@@ -445,7 +445,9 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             return AirflowFailException(message)
         return AirflowException(message)
 
-    def _safety_planner(self, identity: RunIdentity, preparer: RowPreparer) -> DataSafetyPlanner:
+    def _safety_planner(
+        self, identity: RunIdentity, preparer: RowPreparer, source: RowSource
+    ) -> DataSafetyPlanner:
         """Preflight, skip-unchanged and dry run as the first plan step (docs/data_safety.md)."""
         policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
         skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
@@ -465,9 +467,8 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             def resolve(raw: Any) -> str:
                 return self.hook.resolve_account(blank_to_none(raw) or default)
 
-            current = CurrentState(
-                self.hook, scan_wanted_ids(open_source(self.updates).rows, resolve)
-            )
+            # A second pass over the same source: a generator is not consumed by the scan.
+            current = CurrentState(self.hook, scan_wanted_ids(source.scan(), resolve))
         return DataSafetyPlanner(
             self.hook,
             identity,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+from collections.abc import Callable
+from typing import Any
 
+import httpx2
 import pytest
 
 from truto_airflow.bulk.rows import open_source
@@ -59,3 +62,58 @@ def test_jsonl_is_not_read_whole(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
 def test_bad_inputs_are_explained(value: object, message: str) -> None:
     with pytest.raises(TrutoInputError, match=message):
         open_source(value)
+
+
+def one_shot_inputs() -> dict[str, Callable[[list[dict[str, Any]]], Any]]:
+    return {
+        "generator": lambda rows: (row for row in rows),
+        "iterator": lambda rows: iter(rows),
+        "map": lambda rows: map(dict, rows),
+        "filter": lambda rows: filter(None, rows),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(one_shot_inputs()))
+def test_any_iterable_is_read_fully_even_with_skip_unchanged(kind: str) -> None:
+    """The id scan of skip_unchanged must not consume the rows the writes need."""
+    from tests.unit.operators.test_bulk import FakeTI, context, operator
+
+    rows = [{"id": f"opp-{i}", "body": {"amount": i}} for i in range(30)]
+    patched: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        oid = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET":
+            if oid == "opportunities":  # the list walk for accounts with many rows
+                return httpx2.Response(
+                    200, json={"result": [{"id": r["id"], "amount": -1} for r in rows]}
+                )
+            return httpx2.Response(200, json={"id": oid, "amount": -1})
+        patched.append(oid)
+        return httpx2.Response(200, json={"id": oid})
+
+    updates = one_shot_inputs()[kind](rows)
+    op = operator(handler, updates, skip_unchanged=True)
+    summary = op.execute(context(FakeTI()))  # type: ignore[arg-type]
+    assert summary["rows"] == 30
+    assert summary["outcomes"]["updated"] == 30
+    assert sorted(patched) == sorted(r["id"] for r in rows)
+
+
+def test_a_one_shot_source_scans_and_then_reads_every_row() -> None:
+    rows = [{"id": str(i), "body": {"amount": i}} for i in range(5)] + [
+        {"id": "x", "body": b"\xff"}
+    ]
+    src = open_source(r for r in rows)
+    assert [r.data["id"] for r in src.scan()] == [r["id"] for r in rows]
+    assert src.total == 6
+    assert [(r.index, r.data) for r in src.rows] == list(enumerate(rows))
+
+
+def test_a_row_that_cannot_be_kept_for_the_second_read_becomes_an_invalid_row() -> None:
+    rows: list[Any] = [{"id": "a", "body": {"amount": 1}}, {"id": "b", "body": (x for x in ())}]
+    src = open_source(iter(rows))
+    scanned = list(src.scan())
+    assert scanned[0].data == rows[0] and scanned[0].error is None
+    assert scanned[1].data is None and "could not be kept" in (scanned[1].error or "")
+    assert [r.index for r in src.rows] == [0, 1]
