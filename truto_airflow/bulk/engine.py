@@ -22,8 +22,9 @@ Shape of a run::
   one request at a time with the retry policy's backoff (its other rows wait in the spill file,
   not in the window); after ``max(max_retries, 2) + 1`` such rounds in a row it is closed like a
   401/403 account. So it never holds more than one slot, or the reader, from healthy accounts.
-* Nothing about one row (its shape, its serialisation, its URL, an exception while sending it)
-  ends the run: the row ends ``invalid`` (it cannot be sent) or ``failed`` with the reason.
+* Nothing about one row (its shape, its serialisation, its URL) ends the run: whatever preparing
+  it raises, or building its request raises while sending, the row ends ``invalid`` with the
+  reason. An exception not known to be about the row (a transport bug) is the supervisor's.
 * A 2xx whose body is not the JSON object Truto returns (a proxy's HTML page, truncated JSON) is
   not a success: the row ends ``failed``.
 * Retries reuse the row's Idempotency-Key, so a retry after a lost answer is replayed by Truto
@@ -79,6 +80,9 @@ if TYPE_CHECKING:
 __all__ = ["BulkEngine", "BulkRunError", "BulkSettings", "RunStopRequested"]
 
 log = logging.getLogger(__name__)
+
+#: Exceptions that building one row's request raises (URL parsing, encoding): the row is invalid.
+_UNSENDABLE = (httpx2.InvalidURL, ValueError)  # UnicodeError is a ValueError
 
 #: An account whose pacer says "not before" further away than this gets its overflow spilled.
 _SPILL_AFTER_S = 0.5
@@ -672,7 +676,10 @@ class BulkEngine:
             acct.pacer.release()
             self._no_answer(acct, item, exc, round_, now)
             return
-        except Exception as exc:  # about this row (its URL, its bytes): the run goes on
+        except _UNSENDABLE as exc:
+            # Raised while building this row's request, before any byte went out (an id too
+            # long for a URL, text that cannot be encoded): the row is invalid, the run goes
+            # on. Anything else is not known to be about the row: the run's supervision ends it.
             self._end_probe(acct)
             acct.pacer.release()
             self._unsendable(acct, item, exc)
@@ -685,7 +692,7 @@ class BulkEngine:
         acct.pacer.on_response(now, status, response.headers)
         if response.is_success:
             try:
-                self.hook.decode_result(response, item.request)
+                self.hook.check_result(response, item.request)
             except TrutoAPIError as bad:  # a 2xx that is not Truto's answer is no success
                 self._fail_error(acct, item, bad)
                 return
@@ -758,33 +765,20 @@ class BulkEngine:
             self._fail(acct, item, None, type(exc).__name__, detail)
 
     def _unsendable(self, acct: _Account, item: RowItem, exc: Exception) -> None:
-        """An exception other than a transport error while sending one row."""
         detail = describe_exception(exc, self.hook.redact_text)
-        if isinstance(exc, (httpx2.InvalidURL, ValueError, TypeError)):  # UnicodeError too
-            # Raised while building the request, before any byte went out: the row itself
-            # cannot be sent (an id too long for a URL, text that cannot be encoded).
-            self._settle(
-                RowResult(
-                    index=item.index,
-                    outcome=Outcome.INVALID,
-                    opportunity_id=item.opportunity_id,
-                    integrated_account_id=item.account,
-                    error="invalid_row",
-                    message=f"row {item.index} could not be sent as a request: {detail}",
-                    line=item.line,
-                    body=item.request.json_body,
-                ),
-                acct=acct,
-                item=item,
-            )
-            return
-        self._fail(
-            acct,
-            item,
-            None,
-            "send_error",
-            f"unexpected error while sending (it may or may not have reached Truto; a retry "
-            f"with the same Idempotency-Key is safe): {detail}",
+        self._settle(
+            RowResult(
+                index=item.index,
+                outcome=Outcome.INVALID,
+                opportunity_id=item.opportunity_id,
+                integrated_account_id=item.account,
+                error="invalid_row",
+                message=f"row {item.index} could not be sent as a request: {detail}",
+                line=item.line,
+                body=item.request.json_body,
+            ),
+            acct=acct,
+            item=item,
         )
 
     def _retry_later(self, acct: _Account, item: RowItem, not_before: float) -> None:

@@ -811,7 +811,7 @@ class TrutoHook(BaseHook):
             is_remote_error=bool(body.get("truto_is_remote_error", False)),
             raw_response=raw,
             error_insight=insight if isinstance(insight, dict) else None,
-            headers={self._redact(k.lower()): self._redact(v) for k, v in response.headers.items()},
+            headers=self._redacted_headers(response),
             method=request.method,
             path=request.path,
             attempts=attempts,
@@ -850,23 +850,28 @@ class TrutoHook(BaseHook):
 
         A proxy's HTML login page, a truncated body, or a JSON list or string is not a
         successful update, whatever the status says (an empty ``204 No Content`` is ``{}``).
-        With ``truto_response_format`` ``raw`` or
-        ``stream`` the body is the CRM's own, so it is returned as :meth:`decode` reads it.
+        With ``truto_response_format`` ``raw`` or ``stream`` the body is the CRM's own, so it is
+        returned as :meth:`decode` reads it. The token is masked as in :meth:`decode`.
         """
+        self.check_result(response, request)
+        return self.decode(response)
+
+    def check_result(self, response: httpx2.Response, request: PreparedRequest) -> None:
+        """Raise :class:`TrutoResponseError` unless this 2xx carries what the endpoint returns
+        (the rule of :meth:`decode_result`, without decoding: the bulk engine's per-row check)."""
         fmt = next((v for k, v in request.params if k == "truto_response_format"), None)
         if fmt in _PASS_THROUGH_FORMATS:
-            return self.decode(response)
+            return
         if response.status_code == 204 and not response.content:
-            return {}  # "No Content" says so on purpose (an empty 200 does not)
+            return  # "No Content" says so on purpose (an empty 200 does not)
         data: Any = _NOT_JSON
         if response.content:
             try:
                 data = json.loads(response.content)
             except ValueError:  # invalid JSON or invalid UTF-8
                 data = _NOT_JSON
-        if isinstance(data, dict):
-            return data
-        raise self._response_error(response, request, data)
+        if not isinstance(data, dict):
+            raise self._response_error(response, request, data)
 
     def _response_error(
         self, response: httpx2.Response, request: PreparedRequest, data: Any
@@ -889,10 +894,14 @@ class TrutoHook(BaseHook):
                 "write may or may not have been applied. Check that the connection's host is "
                 "Truto's API, not a proxy or login page"
             ),
-            headers={k.lower(): v for k, v in response.headers.items()},
+            headers=self._redacted_headers(response),
             method=request.method,
             path=request.path,
         )
+
+    def _redacted_headers(self, response: httpx2.Response) -> dict[str, str]:
+        """Response headers (lower-case names) with the token masked, to keep on an exception."""
+        return {self._redact(k.lower()): self._redact(v) for k, v in response.headers.items()}
 
     def _network_error(
         self, exc: Exception, request: PreparedRequest, attempts: int

@@ -56,6 +56,7 @@ def check(exc: TrutoAPIError) -> None:
     assert isinstance(exc, TrutoResponseError)
     assert "\n" not in text
     assert TOKEN not in text and TOKEN not in repr(exc.args)
+    assert TOKEN not in repr(exc.headers)
     assert len(text) < 1000
     assert "not treated as a success" in text
     assert exc.status_code == 200

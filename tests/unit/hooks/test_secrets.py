@@ -20,7 +20,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import ACCOUNT_ID
-from truto_airflow.exceptions import TrutoAPIError, TrutoConfigError, TrutoNetworkError
+from truto_airflow.exceptions import (
+    TrutoAPIError,
+    TrutoConfigError,
+    TrutoNetworkError,
+    TrutoResponseError,
+)
 from truto_airflow.hooks.truto import TrutoConnectionSettings, TrutoHook
 from truto_airflow.redaction import redact, redact_data
 from truto_airflow.retry import RetryPolicy
@@ -246,7 +251,11 @@ def test_text_success_bodies_never_return_the_token() -> None:
             200, text=f"ok {quote(token, safe='')}", headers={"content-type": "text/plain"}
         ),
     )
-    assert_no_token(json.dumps(hook.update_opportunity("opp-1", {"amount": 1})), token)
+    # A text 2xx is no successful update (TrutoResponseError); its message quotes the body.
+    with pytest.raises(TrutoResponseError) as info:
+        hook.update_opportunity("opp-1", {"amount": 1})
+    assert_no_token(str(info.value), token)
+    assert_no_token(json.dumps(info.value.headers), token)
 
 
 def test_network_error_text_never_keeps_the_token() -> None:
