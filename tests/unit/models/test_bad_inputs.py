@@ -24,6 +24,7 @@ from truto_airflow.bulk.plan import RowPreparer, RunIdentity
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.json_values import NON_FINITE_TEXT
 from truto_airflow.models import parse_update_body
 from truto_airflow.operators.opportunities import UpdateOpportunityOperator
 
@@ -401,7 +402,7 @@ def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 def _clean(tree: Any) -> bool:
     def ok(v: Any) -> bool:
         if isinstance(v, str):
-            return v.strip() not in {"nan", "NaN", "inf", "-inf", "Infinity", "-Infinity"}
+            return v.strip() not in NON_FINITE_TEXT  # the validator's own list ('sNaN' too)
         if isinstance(v, dict):
             return all(ok(x) for x in v.values())
         if isinstance(v, list):
