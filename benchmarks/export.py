@@ -13,12 +13,11 @@ import collections
 import json
 import os
 import pathlib
-import subprocess
-import sys
 import tempfile
 from typing import Any
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from benchmarks import run_child
+
 PAGE_SIZE = 1000
 FAULTS = {"fault_rate": 0.15, "drop_rate": 0.1}
 
@@ -26,20 +25,7 @@ FAULTS = {"fault_rate": 0.15, "drop_rate": 0.1}
 def _run_child(emu: Any, output: pathlib.Path) -> dict[str, Any]:
     accounts = [a for k, a in emu.accounts.items() if k != "needs_reauth"]
     env = {**os.environ, "AIRFLOW_CONN_TRUTO_DEFAULT": emu.airflow_conn_json("hubspot")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.export_child", str(output), str(PAGE_SIZE), *accounts],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"export child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
-    return result
+    return run_child("benchmarks.export_child", [str(output), str(PAGE_SIZE), *accounts], env)
 
 
 def _exactly_once(emu: Any, output: pathlib.Path) -> dict[str, int]:

@@ -23,11 +23,12 @@ import datetime as dt
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
+
+from benchmarks import run_child
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -151,19 +152,7 @@ def bench_airflow(emu: Any, ids: list[str]) -> dict[str, Any]:
         ),
     }
     spec = {"account": emu.accounts["hubspot"], "ids": ids, "body": BODY}
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.airflow_child", json.dumps(spec)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"airflow child failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    data: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    data = run_child("benchmarks.airflow_child", [json.dumps(spec)], env)
     for key in ("d", "e"):
         part = data[key]
         tasks = sorted(part.pop("task_seconds"))
@@ -184,19 +173,7 @@ def bench_rss(emu: Any, sizes: list[int], ids: list[str]) -> dict[str, Any]:
             for n in range(size):
                 row = {"id": ids[n % len(ids)], "body": {"amount": n, "name": f"Deal {n}"}}
                 fh.write(json.dumps(row) + "\n")
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.rss_child", str(path), f"bench-rss-{size}"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            raise RuntimeError(f"rss child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-        out[str(size)] = json.loads(line[len("RESULT ") :])
+        out[str(size)] = run_child("benchmarks.rss_child", [str(path), f"bench-rss-{size}"], env)
         path.unlink()
     return out
 

@@ -47,6 +47,11 @@ class LineageRef:
     rows: int | None = None
     size: int | None = None
 
+    @property
+    def has_statistics(self) -> bool:
+        """Whether a statistics facet has anything to say."""
+        return self.rows is not None or self.size is not None
+
 
 def crm_ref(base_url: str, integrated_account_id: str, *, rows: int | None = None) -> LineageRef:
     """The CRM opportunities of one integrated account behind ``base_url``."""
@@ -89,22 +94,16 @@ def operator_lineage(
 
     def input_dataset(ref: LineageRef) -> InputDataset:
         facets: dict[str, InputDatasetFacet] = {}
-        if ref.rows is not None or ref.size is not None:
-            facets["inputStatistics"] = (
-                input_statistics_input_dataset.InputStatisticsInputDatasetFacet(
-                    rowCount=ref.rows, size=ref.size
-                )
-            )
+        if ref.has_statistics:
+            stats = input_statistics_input_dataset.InputStatisticsInputDatasetFacet
+            facets["inputStatistics"] = stats(rowCount=ref.rows, size=ref.size)
         return InputDataset(namespace=ref.namespace, name=ref.name, inputFacets=facets)
 
     def output_dataset(ref: LineageRef) -> OutputDataset:
         facets: dict[str, OutputDatasetFacet] = {}
-        if ref.rows is not None or ref.size is not None:
-            facets["outputStatistics"] = (
-                output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                    rowCount=ref.rows, size=ref.size
-                )
-            )
+        if ref.has_statistics:
+            stats = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
+            facets["outputStatistics"] = stats(rowCount=ref.rows, size=ref.size)
         return OutputDataset(namespace=ref.namespace, name=ref.name, outputFacets=facets)
 
     return OperatorLineage(
