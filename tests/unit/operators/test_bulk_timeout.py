@@ -9,6 +9,7 @@ coroutine runs, or while the loop sits idle waiting for an answer.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
 import sys
 import threading
@@ -17,7 +18,6 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 from airflow.sdk.exceptions import AirflowTaskTerminated, AirflowTaskTimeout
-from airflow.sdk.execution_time.timeout import timeout
 
 from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
 from truto_airflow.retry import RetryPolicy
@@ -106,13 +106,13 @@ def operator(server: Server) -> UpdateOpportunitiesOperator:
 
 
 def run_with_execution_timeout(op: UpdateOpportunitiesOperator) -> None:
-    """What Airflow's task runner does with ``execution_timeout`` (task_runner._execute)."""
-    try:
-        with timeout(3600):
-            op.execute(context={"run_id": "manual"})
-    except AirflowTaskTimeout:
-        op.on_kill()
-        raise
+    """Airflow's own code path: ``execution_timeout`` set, then the task runner's executor
+    (SIGALRM timer, ``AirflowTaskTimeout``, then ``on_kill``). The timer is an hour: the test
+    sends the signal itself at a chosen request."""
+    from airflow.sdk.execution_time.task_runner import _run_execute_callable
+
+    op.execution_timeout = dt.timedelta(hours=1)
+    _run_execute_callable({"run_id": "manual"}, op.execute, op)  # type: ignore[arg-type]
 
 
 @pytest.mark.usefixtures("restore_signals")
