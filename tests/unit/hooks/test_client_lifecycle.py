@@ -192,7 +192,11 @@ def test_aclose_during_a_write_on_the_aiohttp_wire(monkeypatch: pytest.MonkeyPat
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:  # the client closed its connection
+                    writer.close()
+                    return
                 length = next(
                     int(line.split(b":")[1])
                     for line in head.split(b"\r\n")
