@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -275,10 +274,8 @@ def test_cli_refuses_remote_hosts(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--allow-remote" in capsys.readouterr().err
 
 
-def test_ten_thousand_opportunities_seed_quickly() -> None:
-    started = time.perf_counter()
+def test_ten_thousand_opportunities_are_seeded() -> None:
+    # Seeding speed is a benchmark concern (benchmarks/), never a timed test.
     app = create_app(EmulatorConfig(opportunities=10_000))
-    elapsed = time.perf_counter() - started
     state: EmulatorState = app.state.emulator.state
     assert sum(len(a.opportunities) for a in state.accounts.values()) == 10_001  # + odd-id deal
-    assert elapsed < 5  # generous for loaded CI; typically ~0.3 s
