@@ -10,48 +10,18 @@ tests/integration/test_user_project.py runs as a project. Everything else runs.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import re
 import runpy
 from typing import Any
 
 import pytest
-from markdown_it import MarkdownIt
 
 from tests.conftest import ROOT
+from tests.markdown_blocks import DOCS, Block, python_blocks
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-PROJECT_FILE = re.compile(r"\A# (?:dags|tests)/[\w/]+\.py\n")
-COMPILE_ONLY = 'test="compile"'
 # Values for the DAG params a docs DAG leaves to the trigger: the emulator's seed data.
 RUN_CONF = {"opportunity_id": "opp-hubspot-0001"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Block:
-    doc: pathlib.Path
-    line: int
-    source: str
-    runs: bool
-
-    @property
-    def id(self) -> str:
-        return f"{self.doc.relative_to(ROOT)}:{self.line}"
-
-
-def python_blocks() -> list[Block]:
-    blocks = []
-    for doc in DOCS:
-        for tok in MarkdownIt().parse(doc.read_text()):
-            words = tok.info.split()
-            if tok.type != "fence" or words[:1] not in (["python"], ["py"]):
-                continue
-            assert tok.map is not None
-            runs = COMPILE_ONLY not in words[1:] and not PROJECT_FILE.match(tok.content)
-            blocks.append(Block(doc, tok.map[0] + 1, tok.content, runs))
-    return blocks
-
 
 BLOCKS = python_blocks()
 

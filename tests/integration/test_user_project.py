@@ -15,26 +15,18 @@ import subprocess
 import sys
 
 import pytest
-from markdown_it import MarkdownIt
 
 from tests.conftest import ROOT
 from tests.integration.conftest import Distribution
+from tests.markdown_blocks import python_blocks
 
 pytestmark = pytest.mark.integration
 
-PROJECT_FILE = re.compile(r"\A# ((?:dags|tests)/[\w/]+\.py)\n")
-
 
 def readme_project_files() -> dict[str, str]:
-    """``{relative path: source}`` for README blocks whose first line names a project file."""
-    tokens = MarkdownIt().parse((ROOT / "README.md").read_text())
-    files = {}
-    for tok in tokens:
-        if tok.type == "fence" and tok.info.split()[:1] == ["python"]:
-            match = PROJECT_FILE.match(tok.content)
-            if match:
-                files[match.group(1)] = tok.content
-    return files
+    """``{relative path: source}`` of the README blocks that are files of its example project."""
+    blocks = python_blocks([ROOT / "README.md"])
+    return {b.project_file: b.source for b in blocks if b.project_file is not None}
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
