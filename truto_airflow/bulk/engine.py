@@ -164,6 +164,17 @@ class _Account:
         return bool(self.queue or self.retry or self.spilled())
 
 
+def _error_fields(error: TrutoAPIError) -> dict[str, Any]:
+    """What a failed row (or a closed account) keeps of Truto's error."""
+    return {
+        "status": error.status_code,
+        "error": error.error or f"HTTP {error.status_code}",
+        "message": error.message or error.error or "",
+        "insight": error.error_insight or None,
+        "remote": error.is_remote_error,
+    }
+
+
 class BulkEngine:
     """Runs one bulk update. Use once: ``summary = await engine.run(source)``.
 
@@ -649,15 +660,8 @@ class BulkEngine:
                 self._end_probe(acct)
                 acct.pacer.release()
                 self._settle(
-                    RowResult(
-                        index=item.index,
-                        outcome=decided.outcome,
-                        opportunity_id=item.opportunity_id,
-                        integrated_account_id=item.account,
-                        error=decided.error,
-                        message=decided.message,
-                        line=item.line,
-                        body=item.request.json_body,
+                    self._result(
+                        item, decided.outcome, error=decided.error, message=decided.message
                     ),
                     acct=acct,
                     item=item,
@@ -767,15 +771,11 @@ class BulkEngine:
     def _unsendable(self, acct: _Account, item: RowItem, exc: Exception) -> None:
         detail = describe_exception(exc, self.hook.redact_text)
         self._settle(
-            RowResult(
-                index=item.index,
-                outcome=Outcome.INVALID,
-                opportunity_id=item.opportunity_id,
-                integrated_account_id=item.account,
+            self._result(
+                item,
+                Outcome.INVALID,
                 error="invalid_row",
                 message=f"row {item.index} could not be sent as a request: {detail}",
-                line=item.line,
-                body=item.request.json_body,
             ),
             acct=acct,
             item=item,
@@ -790,16 +790,21 @@ class BulkEngine:
         self._activate(acct)
         self._wake()
 
-    def _fail_error(self, acct: _Account, item: RowItem, error: TrutoAPIError) -> None:
-        self._fail(
-            acct,
-            item,
-            error.status_code,
-            error.error or f"HTTP {error.status_code}",
-            error.message,
-            insight=error.error_insight or None,
-            remote=error.is_remote_error,
+    @staticmethod
+    def _result(item: RowItem, outcome: Outcome, **fields: Any) -> RowResult:
+        """A row's outcome with the row's identity (index, ids, line, body) filled in."""
+        return RowResult(
+            index=item.index,
+            outcome=outcome,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            line=item.line,
+            body=item.request.json_body,
+            **fields,
         )
+
+    def _fail_error(self, acct: _Account, item: RowItem, error: TrutoAPIError) -> None:
+        self._fail(acct, item, **_error_fields(error))
 
     def _fail(
         self,
@@ -813,19 +818,15 @@ class BulkEngine:
         remote: bool | None = None,
     ) -> None:
         self._settle(
-            RowResult(
-                index=item.index,
-                outcome=Outcome.FAILED,
-                opportunity_id=item.opportunity_id,
-                integrated_account_id=item.account,
+            self._result(
+                item,
+                Outcome.FAILED,
                 status_code=status,
                 error=error,
                 message=message,
                 error_insight=insight,
                 is_remote_error=remote,
                 attempts=item.attempts + item.throttles,
-                line=item.line,
-                body=item.request.json_body,
             ),
             acct=acct,
             item=item,
@@ -834,31 +835,19 @@ class BulkEngine:
     def _closed_result(self, acct: _Account, item: RowItem) -> RowResult:
         dead = acct.dead
         assert dead is not None
-        return RowResult(
-            index=item.index,
-            outcome=Outcome.FAILED,
-            opportunity_id=item.opportunity_id,
-            integrated_account_id=item.account,
+        return self._result(
+            item,
+            Outcome.FAILED,
             status_code=dead.status_code,
             error=dead.error,
             message=dead.message,
             error_insight=dead.error_insight,
             is_remote_error=dead.is_remote_error,
             not_sent=True,
-            line=item.line,
-            body=item.request.json_body,
         )
 
     def _close_api(self, acct: _Account, error: TrutoAPIError, why: str) -> None:
-        self._close(
-            acct,
-            why,
-            status=error.status_code,
-            error=error.error,
-            message=error.message or error.error or "",
-            insight=error.error_insight or None,
-            remote=error.is_remote_error,
-        )
+        self._close(acct, why, **_error_fields(error))
 
     def _close(
         self,
@@ -897,11 +886,9 @@ class BulkEngine:
         self._drain_closed(acct)
 
     def _held_result(self, item: RowItem, cause: RowResult) -> RowResult:
-        return RowResult(
-            index=item.index,
-            outcome=Outcome.FAILED,
-            opportunity_id=item.opportunity_id,
-            integrated_account_id=item.account,
+        return self._result(
+            item,
+            Outcome.FAILED,
             status_code=cause.status_code,
             error="earlier_row_failed",
             message=(
@@ -911,8 +898,6 @@ class BulkEngine:
                 "order"
             ),
             not_sent=True,
-            line=item.line,
-            body=item.request.json_body,
         )
 
     def _drain_closed(self, acct: _Account) -> None:

@@ -136,3 +136,33 @@ def test_ledger_resume_with_repeats_applies_the_rows_not_yet_applied() -> None:
     assert summary["already_applied"] == 1
     assert crm.state["opp-1"]["amount"] == 1
     assert crm.applied == [("opp-1", 1), ("opp-1", 2), ("opp-1", 1)]
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(min_value=0, max_value=50)),
+        min_size=1,
+        max_size=15,
+        unique_by=lambda pair: pair[1],  # amounts name rows
+    ),
+    st.data(),
+)
+def test_after_any_failures_a_retry_converges_to_the_last_row(
+    pairs: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    failing = data.draw(st.sets(st.sampled_from(pairs)))
+    store = MemoryLedgerStore()
+    rows = [{"id": oid, "body": {"amount": amount}} for oid, amount in pairs]
+    crm = FakeCrm(fail=set(failing))
+    run(make_engine(crm, ledger=SuccessLedger(store), max_retries=0), rows)
+    for oid in {"a", "b"}:  # the first try left a prefix of each opportunity's rows applied
+        wanted = [a for o, a in pairs if o == oid]
+        applied = [a for o, a in crm.applied if o == oid]
+        assert applied == wanted[: len(applied)]
+    crm.fail.clear()
+    ledger = SuccessLedger(store)
+    ledger.load()
+    summary = run(make_engine(crm, ledger=ledger), rows)
+    assert summary["outcomes"]["updated"] == len(rows)
+    expected = {oid: amount for oid, amount in pairs}
+    assert {oid: s["amount"] for oid, s in crm.state.items()} == expected
