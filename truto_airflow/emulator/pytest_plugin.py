@@ -6,7 +6,7 @@
   ``def test_my_dag(truto_emulator): assert my_dag.test().state == "success"`` works as is.
 * ``truto_airflow_db`` - session-scoped: the migrated metadata DB alone (no emulator).
 * ``truto_emulator_factory`` - start emulators with a custom :class:`EmulatorConfig`; each is
-  stopped at the end of the test.
+  stopped at the end of the test (same Airflow set-up as ``truto_emulator``).
 
 An isolated Airflow. Airflow reads its configuration once, when it is first imported, and a test
 module typically imports a DAG (hence Airflow) while pytest collects it, before any fixture
@@ -172,9 +172,11 @@ def truto_emulator(
 
 @pytest.fixture
 def truto_emulator_factory(
+    _truto_dag_test: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., EmulatorHandle]]:
-    """``factory(config=None, *, subprocess=False, set_connection=True, **config_fields)``."""
+    """``factory(config=None, *, subprocess=False, set_connection=True, **config_fields)``; the
+    test gets the same Airflow set-up as with ``truto_emulator``."""
     from truto_airflow.emulator.config import EmulatorConfig
     from truto_airflow.emulator.server import run_emulator
 
