@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tests.unit.bulk.conftest import make_engine, opp_id, run
 from truto_airflow.bulk import MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.rows import RawRow
 
 
 class FakeCrm:
@@ -166,3 +167,19 @@ def test_after_any_failures_a_retry_converges_to_the_last_row(
     assert summary["outcomes"]["updated"] == len(rows)
     expected = {oid: amount for oid, amount in pairs}
     assert {oid: s["amount"] for oid, s in crm.state.items()} == expected
+
+
+def test_a_spilled_row_keeps_its_ledger_identity() -> None:
+    import dataclasses
+
+    from truto_airflow.bulk import RowItem
+
+    engine = make_engine(FakeCrm())
+    item = engine.preparer.prepare(RawRow(3, {"id": "opp-1", "body": {"amount": 1}}))
+    assert isinstance(item, RowItem)
+    smaller = dataclasses.replace(
+        item, request=dataclasses.replace(item.request, idempotency_key="wire-key")
+    )
+    back = RowItem.from_record(json.loads(json.dumps(smaller.to_record())))
+    assert back.key == item.key != "wire-key"
+    assert back.request.idempotency_key == "wire-key"
