@@ -20,7 +20,7 @@ from airflow.sdk import BaseOperator
 
 from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
-from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.exceptions import TrutoConfigError, TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
 from truto_airflow.idempotency import context_identity, derive_idempotency_key
 from truto_airflow.lineage import TrutoLineageMixin
@@ -249,7 +249,8 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
         try:
             prepared = self.prepare(context)
         except TrutoInputError as exc:
-            if self._dry_run_flag():
+            # The input is refused (not the connection): the dry run's plan still shows why.
+            if self._dry_run_flag() and not isinstance(exc, TrutoConfigError):
                 self._refused_plan(context, str(exc))
             raise
         prepared_or_outcome = self._data_safety(context, prepared)

@@ -310,3 +310,15 @@ def test_single_and_bulk_judge_a_row_alike(body: dict[str, Any], current: dict[s
     assert row["outcome"] == single["outcome"]
     assert row["changes"] == single["changes"]
     assert row["unchanged"] == single["unchanged"]
+
+
+def test_single_dry_run_with_a_missing_connection_is_no_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from truto_airflow.exceptions import TrutoConfigError
+
+    monkeypatch.delenv("AIRFLOW_CONN_TRUTO_DEFAULT")
+    ti = FakeTI()
+    with pytest.raises(TrutoConfigError):
+        run_single(FakeCRM(records(1)), {"amount": 1}, ti=ti, dry_run=True)
+    assert TRUTO_PLAN_XCOM_KEY not in ti.pushed
