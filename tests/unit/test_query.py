@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from truto_airflow.query import QueryEncodingError, decode_query, encode_query, encode_scalar
+from truto_airflow.emulator.query import decode_query
+from truto_airflow.query import QueryEncodingError, encode_query, encode_scalar
 
 
 def test_documented_object_example() -> None:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from truto_airflow.emulator.config import RATE_LIMIT_WINDOW_S, EmulatorConfig
+from truto_airflow.emulator.errors import ApiError
+from truto_airflow.emulator.vendor import raw_error
 
-__all__ = ["Fate", "FaultInjector", "RateLimiter", "RateVerdict"]
+__all__ = ["Fate", "FaultInjector", "RateLimiter", "RateVerdict", "injected_error", "rate_limited"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,23 @@ class RateVerdict:
         if not self.allowed:
             headers["retry-after"] = str(self.reset_s)
         return headers
+
+
+def rate_limited(integration: str, verdict: RateVerdict) -> ApiError:
+    """The 429 a CRM behind Truto answers once the account's window is used up."""
+    message = "Rate limit exceeded. Retry after the window resets."
+    return ApiError(
+        429,
+        message,
+        remote=True,
+        raw_response=raw_error(integration, 429, message),
+        insight={
+            "rate_limit_error": {
+                "description": "The remote API rate limit was hit.",
+                "value": {"retry_after": verdict.reset_s},
+            }
+        },
+    )
 
 
 class RateLimiter:
@@ -71,6 +90,18 @@ class Fate:
     delay_s: float = 0.0
     fault_status: int | None = None
     drop: str | None = None  # "before" or "after" (the write being applied)
+
+
+def injected_error(status: int) -> ApiError:
+    """An injected 5xx (a 502 looks like a gateway's HTML page wrapped by Truto)."""
+    if status == 502:
+        return ApiError(
+            502,
+            "The remote API returned an invalid response.",
+            remote=True,
+            raw_response="<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+    return ApiError(status, "Injected fault: the request could not be completed.")
 
 
 def _rng(seed: int, knob: str) -> random.Random:
