@@ -2,6 +2,8 @@
 
 Public names are re-exported lazily, so ``import truto_airflow`` (which Airflow does while
 discovering providers) stays cheap and never imports Airflow's task SDK by itself.
+:data:`_EXPORTS` is the one list of them; the ``TYPE_CHECKING`` imports below only tell type
+checkers the same thing (``tests/unit/test_package.py`` checks that the two agree).
 """
 
 from __future__ import annotations
@@ -11,35 +13,33 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it.
 _EXPORTS = {
-    "TrutoHook": "truto_airflow.hooks.truto",
-    "UpdateOpportunityOperator": "truto_airflow.operators.opportunities",
-    "UpdateOpportunitiesOperator": "truto_airflow.operators.opportunities",
-    "OpportunityUpdate": "truto_airflow.models.opportunity",
     "Opportunity": "truto_airflow.models.opportunity",
+    "OpportunityUpdate": "truto_airflow.models.opportunity",
     "ResponseFormat": "truto_airflow.models.options",
-    "TrutoAPIError": "truto_airflow.exceptions",
     "RetryPolicy": "truto_airflow.retry",
+    "TrutoAPIError": "truto_airflow.exceptions",
+    "TrutoHook": "truto_airflow.hooks.truto",
+    "UpdateOpportunitiesOperator": "truto_airflow.operators.bulk",
+    "UpdateOpportunityOperator": "truto_airflow.operators.opportunities",
 }
 
-__all__ = [  # noqa: RUF022  (grouped: version first, then the lazy exports)
-    "__version__",
-    "Opportunity",
-    "OpportunityUpdate",
-    "ResponseFormat",
-    "RetryPolicy",
-    "TrutoAPIError",
-    "TrutoHook",
-    "UpdateOpportunitiesOperator",
-    "UpdateOpportunityOperator",
-]
+__all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from truto_airflow.exceptions import TrutoAPIError
-    from truto_airflow.hooks.truto import TrutoHook
-    from truto_airflow.models.opportunity import Opportunity, OpportunityUpdate
-    from truto_airflow.models.options import ResponseFormat
-    from truto_airflow.retry import RetryPolicy
+    from truto_airflow.exceptions import TrutoAPIError as TrutoAPIError
+    from truto_airflow.hooks.truto import TrutoHook as TrutoHook
+    from truto_airflow.models.opportunity import Opportunity as Opportunity
+    from truto_airflow.models.opportunity import OpportunityUpdate as OpportunityUpdate
+    from truto_airflow.models.options import ResponseFormat as ResponseFormat
+    from truto_airflow.operators.bulk import (
+        UpdateOpportunitiesOperator as UpdateOpportunitiesOperator,
+    )
+    from truto_airflow.operators.opportunities import (
+        UpdateOpportunityOperator as UpdateOpportunityOperator,
+    )
+    from truto_airflow.retry import RetryPolicy as RetryPolicy
 
 
 def __getattr__(name: str) -> Any:

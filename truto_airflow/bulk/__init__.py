@@ -3,53 +3,73 @@
 One idea per module: ``rows`` (input, streamed), ``plan`` (validate and build each request; the
 per-row plan seam), ``pacer`` (per-account rate limits), ``engine`` (concurrency, isolation,
 retries), ``outcomes`` (one outcome per row, counts-only summary), ``rejects`` (failed/invalid
-rows, spilled to JSON Lines), ``ledger`` (skip rows applied in an earlier try), ``progress``
+rows, written to JSON Lines), ``ledger`` (skip rows applied in an earlier try), ``progress``
 (log lines with rate and ETA), ``spill`` (disk FIFO for throttled accounts). See docs/bulk.md.
+
+The package exports what a user writing a plan step needs (``planners=[...]`` on the operator,
+docs/bulk.md "Extending"); everything else is imported from its module. Names are loaded on
+first use, so importing a submodule does not import the engine.
 """
 
 from __future__ import annotations
 
-from truto_airflow.bulk.engine import BulkEngine, BulkRunError, BulkSettings, RunStopRequested
-from truto_airflow.bulk.ledger import (
-    LedgerStoreError,
-    MemoryLedgerStore,
-    NullLedgerStore,
-    PathLedgerStore,
-    SuccessLedger,
-    TaskStateLedgerStore,
-)
-from truto_airflow.bulk.outcomes import Outcome, RowResult, format_outcome_table
-from truto_airflow.bulk.pacer import AccountPacer, RateLimitInfo
-from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer, RunIdentity
-from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
-from truto_airflow.bulk.rejects import RejectedRows
-from truto_airflow.bulk.rows import RawRow, RowSource, open_source
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AccountPacer",
-    "BulkEngine",
-    "BulkRunError",
-    "BulkSettings",
-    "GuardedLog",
-    "LedgerStoreError",
-    "MemoryLedgerStore",
-    "NullLedgerStore",
-    "Outcome",
-    "PathLedgerStore",
-    "PlanDecision",
-    "ProgressReporter",
-    "RateLimitInfo",
-    "RawRow",
-    "RejectedRows",
-    "RowItem",
-    "RowPlanner",
-    "RowPreparer",
-    "RowResult",
-    "RowSource",
-    "RunIdentity",
-    "RunStopRequested",
-    "SuccessLedger",
-    "TaskStateLedgerStore",
-    "format_outcome_table",
-    "open_source",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Outcome": "truto_airflow.bulk.outcomes",
+    "PlanDecision": "truto_airflow.bulk.plan",
+    "RowItem": "truto_airflow.bulk.plan",
+    "RowPlanner": "truto_airflow.bulk.plan",
+    "RowResult": "truto_airflow.bulk.outcomes",
+}
+
+#: Names this package re-exported before 0.2; deprecated, import them from their module.
+_DEPRECATED = {
+    "AccountPacer": "truto_airflow.bulk.pacer",
+    "BulkEngine": "truto_airflow.bulk.engine",
+    "BulkRunError": "truto_airflow.bulk.engine",
+    "BulkSettings": "truto_airflow.bulk.engine",
+    "GuardedLog": "truto_airflow.bulk.progress",
+    "LedgerStoreError": "truto_airflow.bulk.ledger",
+    "MemoryLedgerStore": "truto_airflow.bulk.ledger",
+    "NullLedgerStore": "truto_airflow.bulk.ledger",
+    "PathLedgerStore": "truto_airflow.bulk.ledger",
+    "ProgressReporter": "truto_airflow.bulk.progress",
+    "RateLimitInfo": "truto_airflow.bulk.pacer",
+    "RawRow": "truto_airflow.bulk.rows",
+    "RejectedRows": "truto_airflow.bulk.rejects",
+    "RowPreparer": "truto_airflow.bulk.plan",
+    "RowSource": "truto_airflow.bulk.rows",
+    "RunIdentity": "truto_airflow.bulk.plan",
+    "RunStopRequested": "truto_airflow.bulk.engine",
+    "SuccessLedger": "truto_airflow.bulk.ledger",
+    "TaskStateLedgerStore": "truto_airflow.bulk.ledger",
+    "format_outcome_table": "truto_airflow.bulk.outcomes",
+    "open_source": "truto_airflow.bulk.rows",
+}
+
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from truto_airflow.bulk.outcomes import Outcome as Outcome
+    from truto_airflow.bulk.outcomes import RowResult as RowResult
+    from truto_airflow.bulk.plan import PlanDecision as PlanDecision
+    from truto_airflow.bulk.plan import RowItem as RowItem
+    from truto_airflow.bulk.plan import RowPlanner as RowPlanner
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        module = _DEPRECATED.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        warnings.warn(
+            f"truto_airflow.bulk.{name} is deprecated; import it from {module}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    return getattr(importlib.import_module(module), name)

@@ -435,6 +435,12 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
         return ObjectStoragePath(str(target))
 
 
-from truto_airflow.operators.bulk import UpdateOpportunitiesOperator  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """``UpdateOpportunitiesOperator`` lives in :mod:`truto_airflow.operators.bulk`; the old
+    import path from this module keeps working, loaded on first use so that importing the
+    single-row operator never imports the bulk engine."""
+    if name == "UpdateOpportunitiesOperator":
+        from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
 
-__all__ += ["UpdateOpportunitiesOperator"]
+        return UpdateOpportunitiesOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,16 +10,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from truto_airflow.bulk import (
-    BulkEngine,
-    BulkSettings,
-    MemoryLedgerStore,
-    RejectedRows,
-    RowPreparer,
-    RunIdentity,
-    SuccessLedger,
-    open_source,
-)
+from truto_airflow.bulk.engine import BulkEngine, BulkSettings
+from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.plan import RowPreparer, RunIdentity
+from truto_airflow.bulk.rejects import RejectedRows
+from truto_airflow.bulk.rows import open_source
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.retry import RetryPolicy
 

@@ -12,14 +12,9 @@ import httpx2
 import pytest
 
 from tests.unit.bulk.conftest import ACCOUNTS, account_of, make_engine, opp_id, rows_for, run
-from truto_airflow.bulk import (
-    BulkSettings,
-    MemoryLedgerStore,
-    Outcome,
-    PlanDecision,
-    RowItem,
-    SuccessLedger,
-)
+from truto_airflow.bulk import Outcome, PlanDecision, RowItem
+from truto_airflow.bulk.engine import BulkSettings
+from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
 
 
 def ok(request: httpx2.Request) -> httpx2.Response:

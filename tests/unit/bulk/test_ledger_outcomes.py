@@ -9,19 +9,18 @@ from typing import Any
 
 import pytest
 
-from truto_airflow.bulk import (
+from truto_airflow.bulk import Outcome, RowResult
+from truto_airflow.bulk.ledger import (
+    TOKEN_LEN,
     MemoryLedgerStore,
-    Outcome,
     PathLedgerStore,
-    ProgressReporter,
-    RejectedRows,
-    RowResult,
     SuccessLedger,
     TaskStateLedgerStore,
-    format_outcome_table,
+    token_for,
 )
-from truto_airflow.bulk.ledger import TOKEN_LEN, token_for
-from truto_airflow.bulk.outcomes import LatencyHistogram, SummaryBuilder
+from truto_airflow.bulk.outcomes import LatencyHistogram, SummaryBuilder, format_outcome_table
+from truto_airflow.bulk.progress import ProgressReporter
+from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.idempotency import derive_idempotency_key
 
 

@@ -19,18 +19,10 @@ import pytest
 import structlog
 
 from tests.unit.bulk.conftest import ACCOUNTS, make_engine, opp_id, rows_for
-from truto_airflow.bulk import (
-    BulkEngine,
-    BulkRunError,
-    BulkSettings,
-    MemoryLedgerStore,
-    ProgressReporter,
-    RawRow,
-    RowSource,
-    SuccessLedger,
-    open_source,
-)
-from truto_airflow.bulk.ledger import LedgerStoreError
+from truto_airflow.bulk.engine import BulkEngine, BulkRunError, BulkSettings
+from truto_airflow.bulk.ledger import LedgerStoreError, MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.progress import ProgressReporter
+from truto_airflow.bulk.rows import RawRow, RowSource, open_source
 
 SAFETY_NET_S = 60.0
 

@@ -263,7 +263,7 @@ def test_broken_ledger_store_fails_the_task_and_says_what_was_not_recorded() -> 
 def test_orphaned_task_stops(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its parent (the supervisor) died: the parent pid changes; the run ends, never idles."""
     import truto_airflow.operators.bulk as bulk_module
-    from truto_airflow.bulk import BulkEngine
+    from truto_airflow.bulk.engine import BulkEngine
 
     monkeypatch.setattr(BulkEngine, "watch_every", 0.001)
     parents = iter([100])  # the first call (at start) sees the supervisor; later ones do not
