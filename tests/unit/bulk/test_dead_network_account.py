@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 from tests.unit.bulk.conftest import ACCOUNTS, account_of, make_engine, opp_id, rows_for, run
-from truto_airflow.bulk import BulkSettings
+from truto_airflow.bulk.engine import BulkSettings
 
 DEAD, HEALTHY, _ = ACCOUNTS
 

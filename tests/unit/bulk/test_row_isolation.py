@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import TOKEN
 from tests.unit.bulk.conftest import make_engine, opp_id, run
-from truto_airflow.bulk import BulkSettings
+from truto_airflow.bulk.engine import BulkSettings
 
 FIELDS = ["name", "amount", "close_date", "status", "description", "custom_fields", "remote_data"]
 

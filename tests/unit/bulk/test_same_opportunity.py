@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.bulk.conftest import make_engine, opp_id, run
-from truto_airflow.bulk import MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
 from truto_airflow.bulk.rows import RawRow
 
 
