@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -41,6 +42,16 @@ TRUTO_PLAN_XCOM_KEY = "truto_plan"
 #: Chunk size when streaming a ``truto_response_format=stream`` body to ``output_path``.
 STREAM_CHUNK_SIZE = 64 * 1024
 
+#: Deprecated in 0.2, to be removed in 0.3 (README "Deprecation policy"): the answer to one PATCH
+#: is one opportunity, small enough for XCom, and Truto's ``stream`` format is meant for large
+#: payloads, which only list reads have (ExportOpportunitiesOperator writes those to storage).
+STREAM_DEPRECATION = (
+    "UpdateOpportunityOperator(response_format='stream', output_path=...) is deprecated and "
+    "will be removed in truto-airflow 0.3: the updated opportunity is returned as the task's "
+    "XCom; write it to storage in a downstream task if you need a file (list reads: "
+    "ExportOpportunitiesOperator(output_path=...))"
+)
+
 
 def first_opportunity_url(result: Any) -> str | None:
     """The first ``urls[].url`` of an opportunity response, if it has one."""
@@ -71,17 +82,17 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
     :param integrated_account_id: the customer's integrated account (UUID); defaults to the
         connection's ``integrated_account_id`` extra. (templated)
     :param truto_conn_id: the ``truto`` Airflow connection.
-    :param response_format: ``unified`` (default), ``raw``, ``normalized`` or ``stream``.
-        (templated)
+    :param response_format: ``unified`` (default), ``raw``, ``normalized`` or ``stream``
+        (deprecated, with ``output_path``). (templated)
     :param ignore_remote_data: drop ``remote_data`` from the response. (templated)
     :param exclude_fields: response fields to drop (``truto_exclude_fields``). (templated)
     :param remote_query: query parameters passed to the CRM untouched. (templated)
     :param idempotency_key: the ``Idempotency-Key`` to send; by default derived from the DAG
         run, task, map index, account, opportunity id and body, so a task retry replays the
         first write instead of applying it twice. (templated)
-    :param output_path: where a ``stream`` response is written chunk by chunk: a local path or
-        an :class:`~airflow.sdk.ObjectStoragePath` URL (``s3://...``). Required for ``stream``,
-        refused otherwise. (templated)
+    :param output_path: deprecated (removed in 0.3): where a ``stream`` response is written
+        chunk by chunk: a local path or an :class:`~airflow.sdk.ObjectStoragePath` URL
+        (``s3://...``). Required for ``stream``, refused otherwise. (templated)
     :param hook_params: extra keyword arguments for :class:`TrutoHook` (``timeout``,
         ``max_retries``, ``retry_policy``, ``transport`` ...).
     :param unsupported_fields: what to do with a field the account's CRM does not apply (per
@@ -164,6 +175,10 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
         self.idempotency_key = idempotency_key
         self.output_path = output_path
         self.hook_params = dict(hook_params or {})
+        if output_path is not None or str(getattr(response_format, "value", response_format)) == (
+            ResponseFormat.STREAM.value
+        ):
+            warnings.warn(STREAM_DEPRECATION, DeprecationWarning, stacklevel=2)
 
     # -- hook -----------------------------------------------------------------------------------
 

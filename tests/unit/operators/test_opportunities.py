@@ -380,8 +380,6 @@ def test_remote_query_and_exclude_fields_rendered_as_strings() -> None:
         ({"body": ["amount", 1]}, "expected a mapping"),
         ({"body": {"amount": "lots"}}, "amount"),
         ({"response_format": "xml"}, "not one of Truto's formats"),
-        ({"response_format": "stream"}, "needs output_path"),
-        ({"output_path": "/tmp/x.json"}, "only used with response_format='stream'"),
         ({"remote_query": "[1, 2]"}, "remote_query must be a mapping"),
         ({"ignore_remote_data": "maybe"}, "true or false"),
         ({"exclude_fields": [1]}, "exclude_fields"),
@@ -394,6 +392,24 @@ def test_invalid_input_fails_fast_without_request(kwargs: dict[str, Any], match:
     assert isinstance(info.value, AirflowFailException)
     assert rec.requests == []
     assert rec.lookups == []  # not even the preflight's account lookup
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"response_format": "stream"}, "needs output_path"),
+        ({"output_path": "/tmp/x.json"}, "only used with response_format='stream'"),
+    ],
+)
+def test_stream_options_are_deprecated_and_still_checked(
+    kwargs: dict[str, Any], match: str
+) -> None:
+    rec = Recorder()
+    with pytest.warns(DeprecationWarning, match=r"removed in truto-airflow 0\.3"):
+        op = make_op(rec, **kwargs)
+    with pytest.raises(TrutoInputError, match=match):
+        run(op)
+    assert rec.requests == []
 
 
 def test_missing_token_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -603,7 +619,10 @@ def test_stream_to_local_file(tmp_path: Path) -> None:
             seen.append(request)
         return handler(request)
 
-    with DAG("dag_a", schedule=None, start_date=START):
+    with (
+        DAG("dag_a", schedule=None, start_date=START),
+        pytest.warns(DeprecationWarning, match="output_path"),
+    ):
         op = UpdateOpportunityOperator(
             task_id="update",
             opportunity_id=OPP_ID,
@@ -625,7 +644,10 @@ def test_stream_to_local_file(tmp_path: Path) -> None:
 
 def test_stream_to_object_storage_url(tmp_path: Path) -> None:
     payload = b'{"id": "opp"}'
-    with DAG("dag_a", schedule=None, start_date=START):
+    with (
+        DAG("dag_a", schedule=None, start_date=START),
+        pytest.warns(DeprecationWarning, match="output_path"),
+    ):
         op = UpdateOpportunityOperator(
             task_id="update",
             opportunity_id=OPP_ID,
@@ -642,7 +664,8 @@ def test_stream_to_object_storage_url(tmp_path: Path) -> None:
 
 def test_stream_error_writes_nothing(tmp_path: Path) -> None:
     rec = Recorder(_error(404))
-    op = make_op(rec, response_format="stream", output_path=str(tmp_path / "o.bin"))
+    with pytest.warns(DeprecationWarning, match="output_path"):
+        op = make_op(rec, response_format="stream", output_path=str(tmp_path / "o.bin"))
     with pytest.raises(TrutoNotFoundError):
         run(op)
     assert list(tmp_path.iterdir()) == []
