@@ -72,7 +72,7 @@ from truto_airflow.bulk.rows import RawRow, RowSource
 from truto_airflow.bulk.runner import wait_event
 from truto_airflow.bulk.spill import SpillQueue
 from truto_airflow.exceptions import TrutoAPIError
-from truto_airflow.retry import RETRY_STATUSES, RetryPolicy
+from truto_airflow.retry import RETRY_STATUSES
 
 if TYPE_CHECKING:
     from truto_airflow.hooks.truto import TrutoHook
@@ -86,6 +86,12 @@ _UNSENDABLE = (httpx2.InvalidURL, ValueError)  # UnicodeError is a ValueError
 
 #: An account whose pacer says "not before" further away than this gets its overflow spilled.
 _SPILL_AFTER_S = 0.5
+
+#: 429 answers one row may absorb before it fails.
+_MAX_RATE_LIMIT_RETRIES = 20
+
+#: Statuses that close an account: a dead token, missing scopes, a blocked account.
+_DEAD_ACCOUNT_STATUSES = frozenset({401, 403, 503})
 
 
 class BulkRunError(RuntimeError):
@@ -113,14 +119,8 @@ class BulkSettings:
     max_concurrency: int = 32
     #: Optional cap on concurrent requests per integrated account.
     max_concurrency_per_account: int | None = None
-    #: Attempts after the first for 5xx/network errors; ``None`` = the hook's retry policy.
-    max_retries: int | None = None
-    #: 429 answers one row may absorb before it fails.
-    max_rate_limit_retries: int = 20
     #: An account answering nothing but 429s for this long is closed (its rows fail).
     max_throttle_seconds: float = 300.0
-    #: Statuses that close an account: a dead token, missing scopes, a blocked account.
-    dead_account_statuses: frozenset[int] = frozenset({401, 403, 503})
     #: Rows queued or in flight at once (default ``8 * max_concurrency``).
     window: int | None = None
     #: Rows queued in memory per account (default ``2 * max_concurrency``).
@@ -198,8 +198,6 @@ class BulkEngine:
         rejected: RejectedRows | None = None,
         planners: Sequence[RowPlanner] = (),
         logger: Any = None,
-        clock: Callable[[], float] = time.monotonic,
-        retry_policy: RetryPolicy | None = None,
         watch: Callable[[], str | None] | None = None,
     ) -> None:
         self.hook = hook
@@ -209,11 +207,10 @@ class BulkEngine:
         self.rejected = rejected or RejectedRows(inline_limit=self.settings.inline_rejected)
         self.planners = list(planners)
         self.log = GuardedLog.wrap(logger or log)
-        self.clock = clock
         self.watch = watch
-        self.policy = retry_policy or hook.retry_policy
+        self.policy = hook.retry_policy
         s = self.settings
-        self.max_retries = s.max_retries if s.max_retries is not None else self.policy.max_retries
+        self.max_retries = self.policy.max_retries
         #: Probe rounds without any HTTP answer after which an account is closed: a row's own
         #: attempts, but never fewer than three (one dropped connection is not a dead account).
         self.silent_rounds = max(self.max_retries, 2) + 1
@@ -252,9 +249,8 @@ class BulkEngine:
             every_rows=s.progress_every_rows,
             every_seconds=s.progress_every_seconds,
             total=source.total,
-            clock=self.clock,
         )
-        started = self.clock()
+        started = time.monotonic()
         tasks = {asyncio.create_task(self._read(source)): "reader"}
         for n in range(s.max_concurrency):
             tasks[asyncio.create_task(self._worker())] = f"worker {n}"
@@ -313,7 +309,7 @@ class BulkEngine:
         return None
 
     def _build(self, started: float, failure: tuple[str, BaseException] | None) -> dict[str, Any]:
-        duration = self.clock() - started
+        duration = time.monotonic() - started
         if failure is None and self.progress is not None:
             self.progress.maybe_report(self.summary.done, self._counts(), force=True)
         result = self.summary.build(duration=duration, rejected=self.rejected.finish())
@@ -452,7 +448,7 @@ class BulkEngine:
             if acct.dead is not None:
                 self._settle(self._closed_result(acct, item), counted=False)
                 return
-            now = self.clock()
+            now = time.monotonic()
             delay = self._delay(acct, now)
             blocked = _SPILL_AFTER_S < delay < math.inf or self._silent(acct, now)
             if acct.spilled():
@@ -587,7 +583,7 @@ class BulkEngine:
         while True:
             if self._stopping:
                 return None
-            now = self.clock()
+            now = time.monotonic()
             got = self._pick(now)
             if got is not None:
                 return got
@@ -670,11 +666,11 @@ class BulkEngine:
             item = decided
         item.attempts += 1
         round_ = acct.strikes
-        started = self.clock()
+        started = time.monotonic()
         try:
             response = await self.hook.asend_once(item.request)
         except httpx2.HTTPError as exc:
-            now = self.clock()
+            now = time.monotonic()
             self.summary.request_done(None, now - started)
             self._end_probe(acct)
             acct.pacer.release()
@@ -688,7 +684,7 @@ class BulkEngine:
             acct.pacer.release()
             self._unsendable(acct, item, exc)
             return
-        now = self.clock()
+        now = time.monotonic()
         status = response.status_code
         self.summary.request_done(status, now - started)
         self._end_probe(acct)
@@ -725,7 +721,7 @@ class BulkEngine:
                     error,
                     f"answered only 429 for over {self.settings.max_throttle_seconds:.0f} s",
                 )
-            elif item.throttles > self.settings.max_rate_limit_retries:
+            elif item.throttles > _MAX_RATE_LIMIT_RETRIES:
                 self._fail_error(acct, item, error)
             else:
                 self._retry_later(acct, item, acct.pacer.blocked_until)
@@ -734,7 +730,7 @@ class BulkEngine:
             self._retry_later(acct, item, now + self.policy.wait_seconds(error, item.attempts))
             return
         self._fail_error(acct, item, error)
-        if status in self.settings.dead_account_statuses:
+        if status in _DEAD_ACCOUNT_STATUSES:
             self._close_api(acct, error, f"answered {status}")
 
     def _end_probe(self, acct: _Account) -> None:
@@ -969,7 +965,7 @@ class BulkEngine:
         }
 
     def _extra(self) -> str:
-        now = self.clock()
+        now = time.monotonic()
         throttled = sum(1 for a in self._accounts.values() if a.pacer.blocked_until > now)
         parts = [
             f"; requests={self.summary.requests_sent:,}",

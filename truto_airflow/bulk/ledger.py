@@ -76,8 +76,6 @@ class LedgerStore(Protocol):
 
     def append(self, index: int, chunk: str) -> None: ...
 
-    def clear(self) -> None: ...
-
 
 class MemoryLedgerStore:
     """Lives as long as the process (tests; or no persistent store available)."""
@@ -94,9 +92,6 @@ class MemoryLedgerStore:
         del self.chunks[index:]
         self.chunks.append(chunk)
 
-    def clear(self) -> None:
-        self.chunks.clear()
-
 
 class NullLedgerStore:
     """Remembers nothing: no store survives this process, so holding entries would only cost
@@ -108,9 +103,6 @@ class NullLedgerStore:
         return []
 
     def append(self, index: int, chunk: str) -> None:
-        return None
-
-    def clear(self) -> None:
         return None
 
 
@@ -137,13 +129,6 @@ class TaskStateLedgerStore:
         self._store.set(f"{self._prefix}.{index}", chunk)
         self._store.set(self._prefix, {"v": 1, "chunks": index + 1})
 
-    def clear(self) -> None:
-        meta = self._store.get(self._prefix)
-        count = int(meta.get("chunks", 0)) if isinstance(meta, dict) else 0
-        self._store.delete(self._prefix)
-        for i in range(count):
-            self._store.delete(f"{self._prefix}.{i}")
-
 
 class PathLedgerStore:
     """Chunk files ``ledger-00000.txt`` ... under a directory (local or ``ObjectStoragePath``)."""
@@ -163,10 +148,6 @@ class PathLedgerStore:
     def append(self, index: int, chunk: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / f"ledger-{index:05d}.txt").write_text(chunk)
-
-    def clear(self) -> None:
-        for p in self._files():
-            p.unlink()
 
 
 class SuccessLedger:

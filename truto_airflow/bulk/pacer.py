@@ -89,7 +89,6 @@ class AccountPacer:
         self.in_flight = 0
         self.probing = True
         self.limit: int | None = None
-        self.window_s: float | None = None
         #: Sends left in the current window; ``None`` = no published limit.
         self.avail: int | None = None
         self.window_end: float | None = None
@@ -160,8 +159,6 @@ class AccountPacer:
             return
         if info.limit is not None:
             self.limit = info.limit
-        if info.window_s is not None:
-            self.window_s = info.window_s
         # The reset is a wait like Retry-After, so it is capped the same way: a server saying
         # "3600" makes us probe again after ``max_wait``, not sleep for an hour.
         implied = now + min(info.reset_s, self.max_wait) if info.reset_s is not None else None
@@ -197,8 +194,6 @@ class AccountPacer:
         self.blocked_until = max(self.blocked_until, now + wait)
         if info is not None and info.limit is not None:
             self.limit = info.limit
-        if info is not None and info.window_s is not None:
-            self.window_s = info.window_s
         # After the block, one probe first (half-open), then the budget the answer reports.
         self.probing = True
         self.avail = None

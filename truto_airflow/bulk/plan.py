@@ -77,7 +77,7 @@ class RowItem:
         return (self.account, self.opportunity_id)
 
     def to_record(self) -> dict[str, Any]:
-        """A JSON-able form for spilling to disk."""
+        """A JSON-able form for the spill file (a throttled account's overflow)."""
         req = self.request
         return {
             "i": self.index,

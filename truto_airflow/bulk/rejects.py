@@ -17,10 +17,10 @@ from typing import IO, Any
 from truto_airflow.bulk.outcomes import RowResult
 from truto_airflow.bulk.rows import resolve_path
 
-__all__ = ["RecordSpill", "RejectedRows"]
+__all__ = ["RecordFile", "RejectedRows"]
 
 
-class RecordSpill:
+class RecordFile:
     """A few records inline, all of them in a JSON Lines file (see the module docstring)."""
 
     prefix = "truto-records-"
@@ -70,16 +70,8 @@ class RecordSpill:
         info["truncated"] = self.count > len(self.rows)
         return info
 
-    def discard(self) -> None:
-        """Close and delete the local file (the run is abandoned)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        if self._local is not None:
-            self._local.unlink(missing_ok=True)
 
-
-class RejectedRows(RecordSpill):
+class RejectedRows(RecordFile):
     """Failed and invalid rows: inline without bodies, in the file with them."""
 
     prefix = "truto-rejected-"

@@ -26,7 +26,7 @@ from typing import Any
 
 from truto_airflow.bulk.outcomes import Outcome, RowResult
 from truto_airflow.bulk.plan import PlanDecision, RowItem, RunIdentity
-from truto_airflow.bulk.rejects import RecordSpill, RejectedRows
+from truto_airflow.bulk.rejects import RecordFile, RejectedRows
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.data_safety import SafetyDecision, decide, reads_current
 from truto_airflow.exceptions import (
@@ -184,7 +184,7 @@ class CurrentState:
         }
 
 
-class PlanRecorder(RecordSpill):
+class PlanRecorder(RecordFile):
     """Dry-run plan rows: the first ``inline_limit`` for XCom, all of them in a JSON Lines file
     (copied to ``destination`` when given, else kept as a local temporary file) when large."""
 
