@@ -134,17 +134,10 @@ class RowPreparer:
     ignore_remote_data: bool | None = None
     exclude_fields: Sequence[str] | None = None
     remote_query: Mapping[str, Any] | None = None
-    _accounts: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def _account(self, raw: Any) -> str:
         text = raw if raw is None or isinstance(raw, str) else str(raw)
-        cache_key = text or ""
-        if cache_key not in self._accounts:
-            if len(self._accounts) > 10_000:
-                self._accounts.clear()
-            chosen = text or self.integrated_account_id
-            self._accounts[cache_key] = self.hook.resolve_account(chosen)
-        return self._accounts[cache_key]
+        return self.hook.resolve_account(text or self.integrated_account_id)
 
     def prepare(self, raw: RawRow) -> RowItem | RowResult:
         """A :class:`RowItem`, or an ``invalid`` :class:`RowResult` saying what to fix.

@@ -1,11 +1,10 @@
 """An ``httpx2`` async transport on aiohttp's connection pool, for the bulk path.
 
 The bulk engine still talks through the hook's :class:`httpx2.AsyncClient` (same base URL,
-headers, token, timeouts, redirect policy, errors); only the wire underneath changes. Measured
-against the emulator, httpx2's own pool (httpcore2 on anyio) costs about 0.8 ms of CPU per request
-on this class of machine and aiohttp's about 0.2 ms, which decides the throughput of a CPU-bound
-worker at high concurrency. aiohttp ships with Airflow's http provider; without it the hook's
-default transport is used.
+headers, token, timeouts, redirect policy, errors); only the wire underneath changes, because
+aiohttp's pool costs much less CPU per request than httpx2's own, which decides the throughput of
+a CPU-bound worker at high concurrency (figures: docs/bulk.md, ``make bench``). aiohttp ships
+with Airflow's http provider; without it the hook's default transport is used.
 
 Failures are raised as the matching ``httpx2`` exceptions, so the retry policy is unchanged.
 Redirects are never followed here (the client does not follow them either). URLs are handed to

@@ -152,8 +152,8 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
     :param planners: per-row plan steps run before sending (see :mod:`truto_airflow.bulk.plan`).
     :param hook_params: extra keyword arguments for :class:`TrutoHook`.
     :param http_transport: the wire under the hook's ``httpx2.AsyncClient``: ``"auto"``
-        (aiohttp's pool when installed, about 4x less CPU per request; see
-        :mod:`truto_airflow.bulk.transport`), ``"aiohttp"`` or ``"httpx"`` (httpx2's own).
+        (aiohttp's pool when installed, less CPU per request; see docs/bulk.md),
+        ``"aiohttp"`` or ``"httpx"`` (httpx2's own).
     :param unsupported_fields: a field the row's CRM does not apply (per Truto's docs):
         ``"error"`` (default: the row ends ``invalid``, unsent), ``"warn"`` or ``"ignore"``
         (sent). Missing required fields and invalid ``status`` values always make the row
