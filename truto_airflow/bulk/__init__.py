@@ -1,10 +1,11 @@
 """The bulk update engine behind :class:`~truto_airflow.operators.bulk.UpdateOpportunitiesOperator`.
 
-One idea per module: ``rows`` (input, streamed), ``plan`` (validate and build each request; the
-per-row plan seam), ``pacer`` (per-account rate limits), ``engine`` (concurrency, isolation,
-retries), ``outcomes`` (one outcome per row, counts-only summary), ``rejects`` (failed/invalid
-rows, written to JSON Lines), ``ledger`` (skip rows applied in an earlier try), ``progress``
-(log lines with rate and ETA), ``spill`` (disk FIFO for throttled accounts). See docs/bulk.md.
+One idea per module: ``rows`` (input, streamed), ``prepare`` (validate and build each
+request), ``plan`` (the per-row plan seam), ``pacer`` (per-account rate limits), ``engine``
+(concurrency, isolation, retries), ``outcomes`` (one outcome per row, counts-only summary),
+``rejects`` (failed/invalid rows, written to JSON Lines), ``ledger`` (skip rows applied in an
+earlier try), ``progress`` (log lines with rate and ETA), ``spill`` (disk FIFO for throttled
+accounts). See docs/bulk.md.
 
 The package exports what a user writing a plan step needs (``planners=[...]`` on the operator,
 docs/bulk.md "Extending"); everything else is imported from its module. Names are loaded on
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Outcome": "truto_airflow.bulk.outcomes",
     "PlanDecision": "truto_airflow.bulk.plan",
-    "RowItem": "truto_airflow.bulk.plan",
+    "RowItem": "truto_airflow.bulk.prepare",
     "RowPlanner": "truto_airflow.bulk.plan",
     "RowResult": "truto_airflow.bulk.outcomes",
 }
@@ -41,9 +42,9 @@ _DEPRECATED = {
     "RateLimitInfo": "truto_airflow.bulk.pacer",
     "RawRow": "truto_airflow.bulk.rows",
     "RejectedRows": "truto_airflow.bulk.rejects",
-    "RowPreparer": "truto_airflow.bulk.plan",
+    "RowPreparer": "truto_airflow.bulk.prepare",
     "RowSource": "truto_airflow.bulk.rows",
-    "RunIdentity": "truto_airflow.bulk.plan",
+    "RunIdentity": "truto_airflow.bulk.prepare",
     "RunStopRequested": "truto_airflow.bulk.engine",
     "SuccessLedger": "truto_airflow.bulk.ledger",
     "TaskStateLedgerStore": "truto_airflow.bulk.ledger",
@@ -57,8 +58,8 @@ if TYPE_CHECKING:
     from truto_airflow.bulk.outcomes import Outcome as Outcome
     from truto_airflow.bulk.outcomes import RowResult as RowResult
     from truto_airflow.bulk.plan import PlanDecision as PlanDecision
-    from truto_airflow.bulk.plan import RowItem as RowItem
     from truto_airflow.bulk.plan import RowPlanner as RowPlanner
+    from truto_airflow.bulk.prepare import RowItem as RowItem
 
 
 def __getattr__(name: str) -> Any:

@@ -65,7 +65,8 @@ from truto_airflow.bulk.outcomes import (
     describe_exception,
 )
 from truto_airflow.bulk.pacer import AccountPacer
-from truto_airflow.bulk.plan import PlanDecision, RowItem, RowPlanner, RowPreparer
+from truto_airflow.bulk.plan import PlanDecision, RowPlanner
+from truto_airflow.bulk.prepare import RowItem, RowPreparer
 from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow, RowSource

@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from truto_airflow.bulk.outcomes import Outcome, RowResult
-from truto_airflow.bulk.plan import PlanDecision, RowItem, RunIdentity
+from truto_airflow.bulk.plan import PlanDecision
+from truto_airflow.bulk.prepare import RowItem, RunIdentity
 from truto_airflow.bulk.rejects import RecordFile, RejectedRows
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.data_safety import SafetyDecision, decide, reads_current

@@ -24,7 +24,8 @@ from truto_airflow.bulk.ledger import (
     TaskStateLedgerStore,
 )
 from truto_airflow.bulk.outcomes import format_outcome_table
-from truto_airflow.bulk.plan import RowPlanner, RowPreparer, RunIdentity
+from truto_airflow.bulk.plan import RowPlanner
+from truto_airflow.bulk.prepare import RowPreparer, RunIdentity
 from truto_airflow.bulk.progress import GuardedLog
 from truto_airflow.bulk.rows import RowSource, open_source, resolve_path
 from truto_airflow.bulk.runner import LoopRunner

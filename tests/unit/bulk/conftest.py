@@ -12,7 +12,7 @@ import pytest
 
 from truto_airflow.bulk.engine import BulkEngine, BulkSettings
 from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
-from truto_airflow.bulk.plan import RowPreparer, RunIdentity
+from truto_airflow.bulk.prepare import RowPreparer, RunIdentity
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import open_source
 from truto_airflow.hooks.truto import TrutoHook

@@ -20,7 +20,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from truto_airflow.bulk.outcomes import Outcome, RowResult
-from truto_airflow.bulk.plan import RowPreparer, RunIdentity
+from truto_airflow.bulk.prepare import RowPreparer, RunIdentity
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook

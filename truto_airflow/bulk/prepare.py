@@ -1,0 +1,200 @@
+"""Turning an input row into a ready-to-send request: the ``prepare`` step of every bulk row.
+
+``prepare`` validates the row with the hook's own checks, resolves its integrated account,
+derives its Idempotency-Key from the run identity and builds the PATCH without sending it. The
+optional pre-send steps that may then change or settle a prepared row are in
+:mod:`truto_airflow.bulk.plan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from truto_airflow.bulk.outcomes import Outcome, RowResult, describe_exception, safe_text
+from truto_airflow.bulk.rows import ROW_KEYS, RawRow
+from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.idempotency import derive_idempotency_key
+from truto_airflow.models.opportunity import parse_update_body
+
+if TYPE_CHECKING:
+    from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
+
+__all__ = ["RowItem", "RowPreparer", "RunIdentity"]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Where the write happens: the parts of the Idempotency-Key that survive task retries."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int | None = None
+
+    def row_key(self, *, row: int, account: str, opportunity_id: str, body: Any) -> str:
+        """The Idempotency-Key of input row ``row`` sending ``body``: the one derivation for the
+        bulk path (preparing a row, and a plan step that sends a smaller body)."""
+        return derive_idempotency_key(
+            dag_id=self.dag_id,
+            task_id=self.task_id,
+            run_id=self.run_id,
+            map_index=self.map_index,
+            integrated_account_id=account,
+            opportunity_id=opportunity_id,
+            body=body,
+            row=row,
+        )
+
+
+@dataclass(slots=True)
+class RowItem:
+    """A validated row on its way to Truto (kept only while queued or in flight)."""
+
+    index: int
+    opportunity_id: str
+    account: str
+    request: PreparedRequest
+    line: int | None = None
+    attempts: int = 0
+    throttles: int = 0
+    #: The row's identity for the success ledger: its key as prepared (full body). A plan step
+    #: may send a smaller body under another Idempotency-Key; the ledger still names the row.
+    row_key: str = ""
+
+    @property
+    def key(self) -> str:
+        if self.row_key:
+            return self.row_key
+        assert self.request.idempotency_key is not None
+        return self.request.idempotency_key
+
+    @property
+    def lock_key(self) -> tuple[str, str]:
+        return (self.account, self.opportunity_id)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-able form for the spill file (a throttled account's overflow)."""
+        req = self.request
+        return {
+            "i": self.index,
+            "o": self.opportunity_id,
+            "a": self.account,
+            "l": self.line,
+            "p": req.path,
+            "q": req.params,
+            "b": req.json_body,
+            "k": req.idempotency_key,
+            "f": list(req.fields),
+            "r": self.row_key,
+        }
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> RowItem:
+        from truto_airflow.hooks.truto import PreparedRequest
+
+        request = PreparedRequest(
+            method="PATCH",
+            path=rec["p"],
+            params=[(str(k), str(v)) for k, v in rec["q"]],
+            json_body=rec["b"],
+            idempotency_key=rec["k"],
+            fields=tuple(rec["f"]),
+        )
+        return cls(rec["i"], rec["o"], rec["a"], request, rec.get("l"), row_key=rec.get("r", ""))
+
+
+@dataclass
+class RowPreparer:
+    """Validates rows with the hook's own checks and builds their PATCH requests."""
+
+    hook: TrutoHook
+    identity: RunIdentity
+    integrated_account_id: str | None = None
+    response_format: str | None = None
+    ignore_remote_data: bool | None = None
+    exclude_fields: Sequence[str] | None = None
+    remote_query: Mapping[str, Any] | None = None
+
+    def _account(self, raw: Any) -> str:
+        text = raw if raw is None or isinstance(raw, str) else str(raw)
+        return self.hook.resolve_account(text or self.integrated_account_id)
+
+    def prepare(self, raw: RawRow) -> RowItem | RowResult:
+        """A :class:`RowItem`, or an ``invalid`` :class:`RowResult` saying what to fix.
+
+        Never raises for anything about the row: whatever fails while validating, serialising or
+        building its request (a bad offset, bytes, an odd object, an id no URL can carry) ends
+        this row ``invalid`` with the reason, and the other rows go on.
+        """
+        try:
+            return self._prepare(raw)
+        except Exception as exc:
+            reason = describe_exception(exc, self.hook.redact_text)
+            return self._invalid(raw, f"row {raw.index} could not be prepared: {reason}")
+
+    def _invalid(self, raw: RawRow, message: str, account: str | None = None) -> RowResult:
+        data = raw.data
+        mapping = isinstance(data, Mapping)
+        opp_id: Any = data.get("id") if mapping else None
+        account_raw: Any = data.get("integrated_account_id") if mapping else None
+        return RowResult(
+            index=raw.index,
+            outcome=Outcome.INVALID,
+            opportunity_id=None if opp_id is None else safe_text(opp_id),
+            integrated_account_id=account
+            or (None if account_raw is None else safe_text(account_raw)),
+            error="invalid_row",
+            message=message,
+            line=raw.line,
+            body=data.get("body") if mapping else data,
+        )
+
+    def _prepare(self, raw: RawRow) -> RowItem | RowResult:
+        data = raw.data
+        if raw.error is not None:
+            return self._invalid(raw, raw.error)
+        if not isinstance(data, Mapping):
+            return self._invalid(
+                raw,
+                f"row {raw.index} must be an object with 'id' and 'body', got "
+                f"{type(data).__name__}",
+            )
+        unknown = sorted(safe_text(k, 60) for k in data if k not in ROW_KEYS)
+        if unknown:
+            return self._invalid(
+                raw,
+                f"row {raw.index} has unknown key(s) {', '.join(unknown)}: a row is "
+                "{'id', 'body', optional 'integrated_account_id'}; put opportunity fields in "
+                "'body'",
+            )
+        if "body" not in data:
+            return self._invalid(raw, f"row {raw.index} has no 'body' (the fields to update)")
+        opp_id: Any = data.get("id")
+        try:
+            account = self._account(data.get("integrated_account_id"))
+        except TrutoInputError as exc:
+            return self._invalid(raw, str(exc))
+        try:
+            update = parse_update_body(data["body"])
+            request = self.hook.prepare_update(
+                opp_id,
+                update,
+                integrated_account_id=account,
+                response_format=self.response_format,
+                ignore_remote_data=self.ignore_remote_data,
+                exclude_fields=self.exclude_fields,
+                remote_query=self.remote_query,
+                idempotency_key="pending",
+            )
+        except TrutoInputError as exc:
+            return self._invalid(raw, str(exc), account)
+        opp = str(opp_id)
+        key = self.identity.row_key(
+            row=raw.index, account=account, opportunity_id=opp, body=request.json_body
+        )
+        request = dataclasses.replace(request, idempotency_key=key)
+        request.content  # noqa: B018 - encode now: a body that cannot go on the wire is invalid
+        return RowItem(raw.index, opp, account, request, raw.line, row_key=key)
