@@ -70,7 +70,9 @@ def run_engine(base_url: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     os.environ["AIRFLOW_CONN_TRUTO_DEFAULT"] = json.dumps(
         {"conn_type": "truto", "host": base_url, "password": "bench-token-0123456789"}
     )
-    from truto_airflow.bulk import BulkEngine, BulkSettings, RowPreparer, RunIdentity, open_source
+    from truto_airflow.bulk.engine import BulkEngine, BulkSettings
+    from truto_airflow.bulk.prepare import RowPreparer, RunIdentity
+    from truto_airflow.bulk.rows import open_source
     from truto_airflow.bulk.transport import AiohttpTransport
     from truto_airflow.hooks.truto import TrutoHook
 
