@@ -26,10 +26,12 @@ from typing import Any
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_OFFSET",
     "MAX_SAFE_INTEGER",
     "NON_FINITE_TEXT",
     "BadNumber",
     "JsonValueError",
+    "aware_datetime",
     "dotted",
     "json_number",
     "json_value",
@@ -39,6 +41,8 @@ __all__ = [
 
 #: The largest integer a JavaScript double holds exactly (``Number.MAX_SAFE_INTEGER``).
 MAX_SAFE_INTEGER = 2**53 - 1
+#: Real UTC offsets run from -12:00 to +14:00; anything beyond ±14:00 is a typo, not a zone.
+MAX_OFFSET = dt.timedelta(hours=14)
 #: Deepest nesting accepted: far beyond any CRM field, small enough to never hit recursion limits.
 MAX_DEPTH = 64
 #: Exactly how common producers print a non-finite number: Python/NumPy/pandas ``str()``
@@ -163,8 +167,26 @@ def _check_text(value: str, path: tuple[Any, ...], *, free_form: bool) -> str:
     return value
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+def aware_datetime(value: dt.datetime) -> dt.datetime:
+    """The one rule for ``datetime`` objects (typed fields, free-form fields, query values).
+
+    Naive values are taken as UTC (Airflow's convention), so what is sent carries an offset. A
+    datetime unequal to itself is a missing value (``pandas.NaT``, whose ``isoformat()`` is
+    ``"NaT"``), and an offset beyond ±14:00 exists nowhere: both raise ``ValueError``.
+    """
+    if value != value:  # NaT, like NaN, is the one value unequal to itself
+        raise ValueError(f"{value!r} is a missing date-time, not a date; {_CLEAR}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    try:
+        offset = value.utcoffset()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"its time zone gives no usable UTC offset ({exc})") from None
+    if offset is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    if abs(offset) > MAX_OFFSET:
+        raise ValueError(f"its UTC offset {offset} is impossible (real offsets are -12:00..+14:00)")
+    return value
 
 
 def json_value(
@@ -217,7 +239,10 @@ def json_value(
         if not free_form:
             return value
         if isinstance(value, dt.datetime):
-            return _aware(value).isoformat()
+            try:
+                return aware_datetime(value).isoformat()
+            except ValueError as exc:
+                raise JsonValueError(path, str(exc)) from None
         return value.isoformat()
     if isinstance(value, uuid.UUID) and free_form:
         return str(value)

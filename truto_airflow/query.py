@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from truto_airflow.json_values import MAX_DEPTH, aware_datetime
+
 __all__ = ["QueryEncodingError", "encode_query", "encode_scalar", "is_array_index"]
 
 
@@ -49,9 +51,11 @@ def encode_scalar(value: Any, *, key: str = "value") -> str:
             raise QueryEncodingError(f"query parameter {key!r}: {value!r} is not a finite number")
         return format(value, "f")
     if isinstance(value, dt.datetime):
-        # Naive date-times are taken as UTC, Airflow's own convention, so the offset is explicit.
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-        return aware.isoformat()
+        # The body's rule: naive is UTC, NaT and impossible offsets are refused.
+        try:
+            return aware_datetime(value).isoformat()
+        except ValueError as exc:
+            raise QueryEncodingError(f"query parameter {key!r}: {exc}") from None
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -100,9 +104,14 @@ def encode_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _encode_into(pairs: list[tuple[str, str]], prefix: str, value: Any) -> None:
+def _encode_into(pairs: list[tuple[str, str]], prefix: str, value: Any, depth: int = 0) -> None:
     if value is None:
         return
+    if depth > MAX_DEPTH:  # the body's bound; also ends a structure that contains itself
+        raise QueryEncodingError(
+            f"query parameter {prefix[:80]!r}...: nested deeper than {MAX_DEPTH} levels (or "
+            "refers to itself)"
+        )
     if isinstance(value, Mapping):
         keys = [_check_key(sub_key, prefix) for sub_key in value]
         if keys and all(is_array_index(k) for k in keys):
@@ -112,12 +121,12 @@ def _encode_into(pairs: list[tuple[str, str]], prefix: str, value: Any) -> None:
                 "non-digit key"
             )
         for sub_key, sub_value in zip(keys, value.values(), strict=True):
-            _encode_into(pairs, f"{prefix}[{sub_key}]", sub_value)
+            _encode_into(pairs, f"{prefix}[{sub_key}]", sub_value, depth + 1)
         return
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
         for item in items:
-            _encode_into(pairs, f"{prefix}[]", item)
+            _encode_into(pairs, f"{prefix}[]", item, depth + 1)
         return
     pairs.append((prefix, encode_scalar(value, key=prefix)))
 

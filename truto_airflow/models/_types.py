@@ -9,7 +9,13 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from truto_airflow.json_values import MAX_SAFE_INTEGER, JsonValueError, json_number
+from truto_airflow.json_values import (
+    MAX_OFFSET,
+    MAX_SAFE_INTEGER,
+    JsonValueError,
+    aware_datetime,
+    json_number,
+)
 
 #: ISO 8601 extended calendar date, optionally with a time (``T``, ``t`` or a space, as RFC 3339
 #: allows), seconds, up to 9 fraction digits, and ``Z`` or a ``±HH[:MM]`` offset.
@@ -23,8 +29,6 @@ _ISO_DATETIME = re.compile(
 _ISO_TIME = re.compile(
     r"(?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?", re.ASCII
 )
-#: Real UTC offsets run from -12:00 to +14:00; anything beyond ±14:00 is a typo, not a zone.
-MAX_OFFSET = dt.timedelta(hours=14)
 
 _ISO_HINT = "use ISO 8601, e.g. 2026-11-28 or 2026-11-28T09:30:00+00:00"
 
@@ -41,21 +45,6 @@ def _offset(text: str) -> dt.timezone:
     if abs(delta) > MAX_OFFSET:
         raise ValueError(f"the UTC offset {text} is impossible (real offsets are -12:00..+14:00)")
     return dt.timezone(delta)
-
-
-def _checked_offset(value: dt.datetime) -> dt.datetime:
-    """An aware datetime whose offset exists (naive values are taken as UTC)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    try:
-        offset = value.utcoffset()
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ValueError(f"its time zone gives no usable UTC offset ({exc})") from None
-    if offset is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    if abs(offset) > MAX_OFFSET:
-        raise ValueError(f"its UTC offset {offset} is impossible (real offsets are -12:00..+14:00)")
-    return value
 
 
 def _fraction(text: str | None) -> int:
@@ -96,7 +85,7 @@ def parse_datetime(value: Any) -> dt.datetime:
             raise ValueError(f"{value!r} is not a valid date-time: {exc}; {_ISO_HINT}") from None
     if isinstance(value, dt.datetime):
         try:
-            return _checked_offset(value)
+            return aware_datetime(value)
         except ValueError as exc:
             raise ValueError(f"{value!r}: {exc}") from None
     if isinstance(value, dt.date):
@@ -153,6 +142,10 @@ def parse_amount(value: Any) -> int | float:
     string; the number must survive Truto's JSON exactly (:func:`json_number`)."""
     if isinstance(value, str):
         text = value.strip().replace("_", "")
+        if not text.isascii():
+            # Decimal() reads the digits of any script (full-width, Arabic-Indic, even mixed);
+            # dates and wait hints take ASCII digits only, and so does an amount as text.
+            raise ValueError(f"{value!r} is not a number written with ASCII digits 0-9")
         try:
             value = Decimal(text)
         except ArithmeticError:

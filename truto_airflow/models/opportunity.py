@@ -9,11 +9,20 @@ does not cover goes in ``remote_data``, which Truto passes to the CRM untouched.
 from __future__ import annotations
 
 import difflib
+import numbers
 import typing
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.json_values import JsonValueError, dotted, json_value
@@ -39,6 +48,25 @@ class _Strict(BaseModel):
 class _Ref(_Strict):
     # Native Jinja rendering turns "12345" into 12345; CRM ids are strings on the wire.
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _integers_only(cls, value: Any) -> Any:
+        """An integer becomes its exact digits; any other number is refused, not stringified.
+
+        A float or ``Decimal`` id is what a numeric column with gaps becomes (pandas turns it
+        into float64): ``5.0`` would be sent as ``"5.0"``, a gap as ``"nan"``, a 17-digit id
+        rounded. None of them is the id that was meant.
+        """
+        if isinstance(value, (numbers.Real, Decimal)) and not isinstance(
+            value, (bool, numbers.Integral)
+        ):
+            raise ValueError(
+                f"{value!r} is a {type(value).__name__}, not an id; pass ids as strings (or "
+                "integers). A numeric column with gaps turns integer ids into floats: cast it "
+                "to string and drop the empty rows"
+            )
+        return value
 
 
 class IdRef(_Ref):

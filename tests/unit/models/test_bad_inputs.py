@@ -39,6 +39,51 @@ class _Odd:
         return "<odd>"
 
 
+class _NaT(dt.datetime):
+    """What ``pandas.NaT`` is to this code: a ``datetime`` subclass unequal to itself whose
+    methods return ``NaT`` (``replace``) or ``"NaT"`` (``isoformat``) and whose offset raises."""
+
+    def __new__(cls) -> _NaT:
+        return super().__new__(cls, 1970, 1, 1)
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        return True
+
+    __hash__ = dt.datetime.__hash__
+
+    def replace(self, *args: Any, **kwargs: Any) -> _NaT:  # type: ignore[override]
+        return self
+
+    def isoformat(self, *args: Any, **kwargs: Any) -> str:
+        return "NaT"
+
+    def utcoffset(self) -> dt.timedelta:
+        raise ValueError("NaTType does not support utcoffset")
+
+    def __repr__(self) -> str:
+        return "NaT"
+
+
+#: A zone offset no place has (Python's timezone allows up to 23:59).
+_FAR = dt.timezone(dt.timedelta(hours=23))
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for _ in range(depth):
+        tree = {"a": tree}
+    return tree
+
+
+def _self_referential() -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    tree["a"] = tree
+    return tree
+
+
 #: (label, body, fragment the message must contain). Fragments name the field path.
 BAD_BODIES: list[tuple[str, Any, str]] = [
     # non-finite numbers, anywhere
@@ -129,6 +174,28 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("function cf", {"custom_fields": {"f": print}}, "custom_fields.f"),
     ("type cf", {"custom_fields": {"t": int}}, "custom_fields.t"),
     ("nested bytes in contact", {"contact": [{"id": b"c1"}]}, "contact.0.id"),
+    # audit: reference ids from a numeric column with gaps (pandas makes it float64)
+    ("float owner id", {"owner": {"id": 5.0}}, "owner.id"),
+    ("nan owner id", {"owner": {"id": NAN}}, "owner.id"),
+    ("inf account id", {"account": {"id": INF}}, "account.id"),
+    ("float contact id", {"contact": [{"id": 1e20}]}, "contact.0.id"),
+    ("nan stage name", {"stage": {"name": NAN}}, "stage.name"),
+    ("Decimal tag id", {"tags": [{"id": Decimal("5.5")}]}, "tags.0.id"),
+    ("Decimal NaN stage id", {"stage": {"id": Decimal("NaN")}}, "stage.id"),
+    # audit: missing date-times (pandas.NaT) and impossible offsets on datetime objects
+    ("NaT close_date", {"close_date": _NaT()}, "close_date"),
+    ("NaT created_at", {"created_at": _NaT()}, "created_at"),
+    ("NaT cf", {"custom_fields": {"d": _NaT()}}, "custom_fields.d"),
+    ("NaT rd", {"remote_data": {"l": [_NaT()]}}, "remote_data.l.0"),
+    (
+        "+23:00 object cf",
+        {"custom_fields": {"d": dt.datetime(2026, 1, 2, tzinfo=_FAR)}},
+        "custom_fields.d",
+    ),
+    # audit: amounts in digits other than ASCII (dates refuse them too)
+    ("full-width amount", {"amount": "\uff11\uff12\uff13"}, "amount"),
+    ("arabic-indic amount", {"amount": "\u0661\u0662\u0663"}, "amount"),
+    ("mixed-script amount", {"amount": "1\u0662.5"}, "amount"),
 ]
 
 #: Opportunity ids that cannot travel as exactly one path segment on every transport.
@@ -183,6 +250,10 @@ BAD_REMOTE_QUERIES: list[tuple[str, Any, str]] = [
     ("surrogate key", {"\ud800": "x"}, "remote_query"),
     ("bytes value", {"x": b"y"}, "remote_query"),
     ("object value", {"x": _Odd()}, "remote_query"),
+    # audit
+    ("nested beyond any filter", _nested(80), "remote_query"),
+    ("NaT value", {"x": _NaT()}, "remote_query"),
+    ("+23:00 datetime value", {"x": dt.datetime(2026, 1, 2, tzinfo=_FAR)}, "remote_query"),
 ]
 
 ACCOUNT = "62f44730-dd91-461e-bd6a-aedd9e0ad79d"
@@ -266,6 +337,17 @@ def test_bad_remote_queries_are_refused_before_sending(
     _bulk_row(hook, {"id": "opp-1", "body": {"amount": 1}}, remote_query=query)
 
 
+@pytest.mark.parametrize(
+    "query", [_self_referential(), _nested(2000)], ids=["self-referential", "2000 levels"]
+)
+def test_remote_query_without_end_is_refused_not_a_recursion_error(
+    hook: TrutoHook, query: Any
+) -> None:
+    """Hook and bulk only: Airflow's own operator constructor walks templated fields first."""
+    _refused_by_hook(hook, "remote_query", remote_query=query)
+    _bulk_row(hook, {"id": "opp-1", "body": {"amount": 1}}, remote_query=query)
+
+
 def test_corpus_size() -> None:
     """The report quotes this figure: every entry above is refused before sending."""
     total = len(BAD_BODIES) + len(BAD_IDS) + len(BAD_KEYS) + len(BAD_REMOTE_QUERIES)
@@ -332,6 +414,19 @@ def test_datetime_object_with_impossible_offset_is_an_input_error() -> None:
         ({"close_time": "10:30:15"}, {"close_time": "10:30:15"}),
         ({"close_time": dt.time(9, 5)}, {"close_time": "09:05:00"}),
         ('{"custom_fields": {"r": 0.10000000000000001}}', {"custom_fields": {"r": 0.1}}),
+        # audit: what the new refusals must leave alone
+        ({"owner": {"id": 12345}}, {"owner": {"id": "12345"}}),
+        ({"owner": {"id": 2**64}}, {"owner": {"id": str(2**64)}}),
+        ({"stage": {"name": "nan"}}, {"stage": {"name": "nan"}}),
+        ({"amount": " 1_000.50 "}, {"amount": 1000.5}),
+        (
+            {
+                "custom_fields": {
+                    "t": dt.datetime(2026, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=14)))
+                }
+            },
+            {"custom_fields": {"t": "2026-01-02T00:00:00+14:00"}},
+        ),
     ],
 )
 def test_good_values_still_pass(body: Any, expected: dict[str, Any]) -> None:
