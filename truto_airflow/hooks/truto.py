@@ -806,7 +806,7 @@ class TrutoHook(BaseHook):
             status_code=response.status_code,
             error=body.get("error")
             if isinstance(body.get("error"), str)
-            else response.reason_phrase,
+            else self._redact(response.reason_phrase),  # the status line is an echo too
             message=truncate(message),
             is_remote_error=bool(body.get("truto_is_remote_error", False)),
             raw_response=raw,

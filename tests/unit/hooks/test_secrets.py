@@ -365,3 +365,21 @@ def test_airflow_log_masker_knows_the_usual_encodings(monkeypatch: pytest.Monkey
     for name in ("raw", "json_ascii_slash", "quote", "quote_lower", "quote_plus"):
         line = airflow_redact(f"log line {WHOLE[name](token)} end")
         assert_no_token(str(line), token)
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>denied</html>", b'{"message": "denied"}'])
+def test_a_reason_phrase_echoing_the_token_is_masked(body: bytes) -> None:
+    """The status line's reason phrase is kept as the error's ``error`` when the body has none;
+    a proxy can put anything there, so it is a server echo like any other."""
+    token = "tok/en+with=signs"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        reason = f"Unauthorized {quote(token, safe='')}".encode()
+        return httpx2.Response(401, content=body, extensions={"reason_phrase": reason})
+
+    hook = _hook(token, handler)
+    with pytest.raises(TrutoAPIError) as info:
+        hook.update_opportunity("opp-1", {"amount": 1})
+    assert info.value.status_code == 401
+    assert "Unauthorized" in _everything(info.value)
+    assert_no_token(_everything(info.value), token)
