@@ -88,7 +88,14 @@ class CursorWalk:
                 f"{where} is not a list envelope (got {type(page).__name__}: "
                 f"{truncate(str(page), 80)})"
             )
-        result = page.get("result")
+        if "result" not in page:
+            # Not "no items": a body without the envelope (an empty 200 reads as {}, a
+            # 'results' array) would otherwise end the walk silently with rows unread.
+            raise TrutoPaginationError(
+                f"{where} has no 'result' (keys: {truncate(', '.join(map(str, page)), 80)}); "
+                "not a list envelope, so the list cannot be read"
+            )
+        result = page["result"]
         if result is None:
             items: list[Any] = []
         elif isinstance(result, dict):  # truto_key_by: {key: item}

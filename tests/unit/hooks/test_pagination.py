@@ -201,6 +201,10 @@ def test_query_options_reach_every_page() -> None:
         {"result": "oops", "next_cursor": None},
         {"result": [1, 2], "next_cursor": None},
         {"result": [{"id": "1"}], "next_cursor": {"nested": True}},
+        # audit: no 'result' at all is not an empty page (Truto's docs name the integrated
+        # accounts array 'results' on one page; an empty 200 decodes to {})
+        {"results": [{"id": "1"}], "next_cursor": None},
+        {},
     ],
 )
 def test_a_page_that_is_not_a_list_envelope_is_a_typed_error(page: Any) -> None:
