@@ -83,7 +83,7 @@ DEFAULT_OUTLETS: tuple[AssetAlias, ...] = (AssetAlias(name=DEFAULT_ASSET_ALIAS),
 def _split(parsed: urllib.parse.SplitResult) -> tuple[str, str]:
     parts = parsed.path.strip("/").split("/")
     if len(parts) != 3 or tuple(parts[1:]) != _RESOURCE or not parsed.netloc:
-        raise ValueError(
+        raise TrutoInputError(
             f"A truto:// asset URI must be truto://<host>/<integrated_account_id>/crm/"
             f"opportunities, got {urllib.parse.urlunsplit(parsed)!r}"
         )

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from truto_airflow.exceptions import TrutoError
+
 __all__ = [
     "OpportunityCapabilities",
     "UnknownIntegrationError",
@@ -36,7 +38,7 @@ __all__ = [
 _DATA_FILE = "opportunity_update_capabilities.json"
 
 
-class UnknownIntegrationError(KeyError):
+class UnknownIntegrationError(TrutoError, KeyError):
     """The name matches no integration known to support opportunity update."""
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from truto_airflow.diff import UpdateDiff, diff_update
+from truto_airflow.exceptions import TrutoConfigError
 from truto_airflow.preflight import PreflightReport, UnsupportedFieldsPolicy
 
 __all__ = ["DecisionOutcome", "SafetyDecision", "decide", "format_change", "reads_current"]
@@ -84,7 +85,7 @@ def decide(
     if message:
         return SafetyDecision("invalid", {}, report, message=message)
     if skip_unchanged and current is None:
-        raise ValueError("skip_unchanged needs the current state (see reads_current)")
+        raise TrutoConfigError("skip_unchanged needs the current state (see reads_current)")
     diff = None
     if current is not None:
         diff = diff_update(

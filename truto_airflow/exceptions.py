@@ -1,12 +1,39 @@
-"""Errors raised by truto-airflow.
+"""Errors raised by truto-airflow: one tree, so ``except TrutoError`` catches them all.
 
-Two families, split by who has to act:
+Hierarchy (``*`` = also :class:`~airflow.sdk.exceptions.AirflowFailException`: the task fails at
+once, because an Airflow retry of the same request cannot succeed; the rest are plain
+``AirflowException`` and an Airflow task retry may help)::
 
-* ``TrutoInputError`` and every API error the *user* must fix (400/401/403/404/405/409/422, a
-  blocked account's 503) derive from :class:`~airflow.sdk.exceptions.AirflowFailException`, so the
-  task fails at once instead of burning Airflow retries on a request that cannot succeed.
-* Transient faults (429, 5xx, network) derive from plain ``AirflowException``: the hook has
-  already retried them, and an Airflow task retry may still help.
+    TrutoError
+    ├── TrutoInputError *            (also ValueError) bad input, caught before any request
+    │   └── TrutoConfigError *       the connection or hook arguments cannot be used
+    ├── JsonValueError               (json_values; also ValueError) a value that is not clean
+    │                                JSON; callers turn it into a TrutoInputError naming the field
+    ├── QueryEncodingError           (query; also ValueError) a value Truto's query convention
+    │                                cannot carry; likewise turned into a TrutoInputError
+    ├── TrutoNetworkError            no HTTP answer (connect error, timeout, dropped connection)
+    ├── TrutoPaginationError *       a list walk cannot end (cycle, page cap, not a list page)
+    ├── TrutoAPIError                Truto answered with an error status (see STATUS_POLICY)
+    │   ├── TrutoResponseError       a 2xx that is not the JSON object the endpoint returns
+    │   ├── TrutoClientError *       4xx the user must fix
+    │   │   ├── TrutoValidationError *        400, 409, 422
+    │   │   ├── TrutoAuthError *              401, 403
+    │   │   ├── TrutoNotFoundError *          404
+    │   │   └── TrutoMethodNotAllowedError *  405
+    │   ├── TrutoRateLimitError      429
+    │   └── TrutoServerError         5xx
+    │       └── TrutoAccountBlockedError *    503 (Truto: a blocked integrated account)
+    ├── TrutoBulkError               a bulk run failed (too many failed rows, or it stopped
+    │   │                            early); a task retry sends only the rows not applied yet
+    │   └── TrutoBulkFatalError *    ... and no failure was transient: a retry cannot help
+    ├── UnknownIntegrationError      (capabilities; also KeyError) no support table for a CRM
+    ├── LedgerStoreError             (bulk.ledger; also RuntimeError) the run's ledger failed
+    ├── BulkRunError                 (bulk.engine; also RuntimeError) the engine itself failed
+    └── RunStopRequested             (bulk.engine; also RuntimeError) the run was told to stop
+
+What each HTTP status means (error class, hook retry, task retry, bulk account closing) is
+written once, in :data:`STATUS_POLICY`; everything else (``retry.RETRY_STATUSES``, the bulk
+engine's closed accounts, the bulk operator's "transient" verdict) reads it from there.
 
 ``str(error)`` is one readable line and never contains the API token.
 """
@@ -14,16 +41,23 @@ Two families, split by who has to act:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 __all__ = [
+    "STATUS_POLICY",
+    "StatusPolicy",
     "TrutoAPIError",
     "TrutoAccountBlockedError",
     "TrutoAuthError",
+    "TrutoBulkError",
+    "TrutoBulkFatalError",
     "TrutoClientError",
     "TrutoConfigError",
+    "TrutoError",
     "TrutoInputError",
     "TrutoMethodNotAllowedError",
     "TrutoNetworkError",
@@ -34,6 +68,7 @@ __all__ = [
     "TrutoServerError",
     "TrutoValidationError",
     "error_class_for_status",
+    "status_policy",
 ]
 
 #: Longest error text kept from a response (message, raw response): enough to act on, small
@@ -48,7 +83,11 @@ def truncate(text: str, limit: int = MAX_ERROR_TEXT) -> str:
     return f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
-class TrutoInputError(AirflowFailException, ValueError):
+class TrutoError(AirflowException):
+    """The root of every error truto-airflow raises (``except TrutoError`` catches them all)."""
+
+
+class TrutoInputError(TrutoError, AirflowFailException, ValueError):
     """Bad input caught before any request was sent; the message names the field and the fix."""
 
 
@@ -56,7 +95,7 @@ class TrutoConfigError(TrutoInputError):
     """The Airflow connection (or hook arguments) cannot be used as configured."""
 
 
-class TrutoNetworkError(AirflowException):
+class TrutoNetworkError(TrutoError):
     """The request never got an HTTP answer (connect error, timeout, dropped connection)."""
 
     def __init__(self, message: str, *, method: str, path: str, attempts: int) -> None:
@@ -66,13 +105,13 @@ class TrutoNetworkError(AirflowException):
         self.attempts = attempts
 
 
-class TrutoPaginationError(AirflowFailException):
+class TrutoPaginationError(TrutoError, AirflowFailException):
     """A list walk cannot end: its ``next_cursor`` came back to an earlier page (a cycle), it
     passed the page cap, or a page was not a list envelope. Reading on would loop or guess, and
     an Airflow retry would walk into the same wall, so the task fails at once."""
 
 
-class TrutoAPIError(AirflowException):
+class TrutoAPIError(TrutoError):
     """Truto answered with a non-2xx status.
 
     Attributes mirror Truto's error body (``statusCode``, ``error``, ``message``,
@@ -80,9 +119,6 @@ class TrutoAPIError(AirflowException):
     and the request's method and path (the path never carries the token; query strings are left
     out because ``remote_query`` may hold customer data).
     """
-
-    #: Whether the hook retries this error class on its own.
-    retryable: bool = False
 
     def __init__(
         self,
@@ -119,6 +155,11 @@ class TrutoAPIError(AirflowException):
     def missing_required_query_parameters(self) -> list[str]:
         """Query parameters Truto reported as required and missing."""
         return _insight_values(self.error_insight, "missing_required_query_parameters")
+
+    @property
+    def policy(self) -> StatusPolicy:
+        """What this status means for retries and bulk accounts (:data:`STATUS_POLICY`)."""
+        return status_policy(self.status_code)
 
     @property
     def retry_after(self) -> str | None:
@@ -207,40 +248,80 @@ class TrutoMethodNotAllowedError(TrutoClientError):
 class TrutoRateLimitError(TrutoAPIError):
     """429: retried by the hook after ``Retry-After``; raised when the retries ran out."""
 
-    retryable = True
-
 
 class TrutoServerError(TrutoAPIError):
     """5xx: Truto or the CRM failed; 500/502/504 are retried by the hook."""
-
-    retryable = True
 
 
 class TrutoAccountBlockedError(TrutoServerError, AirflowFailException):
     """503: Truto uses it for a blocked integrated account (contact Truto support); not retried."""
 
-    retryable = False
+
+class TrutoBulkError(TrutoError):
+    """A bulk run failed: more failed rows than allowed, some of them transient (429, 5xx,
+    network), or the run stopped early. An Airflow task retry sends only the rows not applied
+    yet, under the same Idempotency-Keys."""
 
 
-_BY_STATUS: dict[int, type[TrutoAPIError]] = {
-    400: TrutoValidationError,
-    401: TrutoAuthError,
-    403: TrutoAuthError,
-    404: TrutoNotFoundError,
-    405: TrutoMethodNotAllowedError,
-    409: TrutoValidationError,
-    422: TrutoValidationError,
-    429: TrutoRateLimitError,
-    503: TrutoAccountBlockedError,
-}
+class TrutoBulkFatalError(TrutoBulkError, AirflowFailException):
+    """A bulk run failed and no failure was transient: a retry could not help, so the task fails
+    at once."""
+
+
+@dataclass(frozen=True)
+class StatusPolicy:
+    """What one HTTP error status means, for every caller that has to decide on it."""
+
+    #: The exception raised for it.
+    error: type[TrutoAPIError]
+    #: Whether the hook (and the bulk engine, per row) tries the same request again.
+    hook_retries: bool = False
+    #: Whether the bulk engine stops sending to the integrated account (its rows fail).
+    closes_account: bool = False
+
+    @property
+    def task_retry_helps(self) -> bool:
+        """Whether an Airflow task retry may succeed: the error class is not fail-now."""
+        return not issubclass(self.error, AirflowFailException)
+
+
+#: The one table of HTTP statuses. Statuses not listed fall back by class: another 4xx is a
+#: :class:`TrutoClientError`, another 5xx a :class:`TrutoServerError` (neither retried by the
+#: hook), anything else a plain :class:`TrutoAPIError`.
+STATUS_POLICY: Mapping[int, StatusPolicy] = MappingProxyType(
+    {
+        400: StatusPolicy(TrutoValidationError),
+        401: StatusPolicy(TrutoAuthError, closes_account=True),  # dead or expired token
+        403: StatusPolicy(TrutoAuthError, closes_account=True),  # missing scopes
+        404: StatusPolicy(TrutoNotFoundError),
+        405: StatusPolicy(TrutoMethodNotAllowedError),
+        409: StatusPolicy(TrutoValidationError),
+        422: StatusPolicy(TrutoValidationError),
+        429: StatusPolicy(TrutoRateLimitError, hook_retries=True),
+        500: StatusPolicy(TrutoServerError, hook_retries=True),
+        502: StatusPolicy(TrutoServerError, hook_retries=True),
+        503: StatusPolicy(TrutoAccountBlockedError, closes_account=True),  # blocked account
+        504: StatusPolicy(TrutoServerError, hook_retries=True),
+    }
+)
+
+_OTHER_4XX = StatusPolicy(TrutoClientError)
+_OTHER_5XX = StatusPolicy(TrutoServerError)
+_OTHER = StatusPolicy(TrutoAPIError)
+
+
+def status_policy(status_code: int) -> StatusPolicy:
+    """The policy for an HTTP status: its :data:`STATUS_POLICY` row, else its class's fallback."""
+    policy = STATUS_POLICY.get(status_code)
+    if policy is not None:
+        return policy
+    if status_code >= 500:
+        return _OTHER_5XX
+    if 400 <= status_code < 500:
+        return _OTHER_4XX
+    return _OTHER
 
 
 def error_class_for_status(status_code: int) -> type[TrutoAPIError]:
     """The exception class for an HTTP status (unknown 4xx are client errors)."""
-    if status_code in _BY_STATUS:
-        return _BY_STATUS[status_code]
-    if status_code >= 500:
-        return TrutoServerError
-    if 400 <= status_code < 500:
-        return TrutoClientError
-    return TrutoAPIError
+    return status_policy(status_code).error

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from truto_airflow.exceptions import TrutoError
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_OFFSET",
@@ -64,7 +66,7 @@ def dotted(path: tuple[Any, ...]) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates, escaped
 
 
-class JsonValueError(ValueError):
+class JsonValueError(TrutoError, ValueError):
     """A value that cannot travel as JSON to a CRM; ``path`` says where it is."""
 
     def __init__(self, path: tuple[Any, ...], problem: str) -> None:

@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from truto_airflow.exceptions import TrutoError
 from truto_airflow.json_values import MAX_DEPTH, aware_datetime
 
 __all__ = ["QueryEncodingError", "encode_query", "encode_scalar", "is_array_index"]
 
 
-class QueryEncodingError(ValueError):
+class QueryEncodingError(TrutoError, ValueError):
     """A query value cannot be represented in Truto's query convention."""
 
 

@@ -1,10 +1,9 @@
 """When and how long to retry a Truto call (tenacity underneath).
 
-Retried: 429 (after ``Retry-After`` in seconds or as an HTTP date, else ``ratelimit-reset``,
-else exponential backoff; a garbage hint counts as none), 500/502/504, connection errors,
-timeouts and dropped connections. Never retried: 400/401/403/404/405/409/422 (the request
-itself is wrong) and 503, which Truto uses for a blocked integrated account. Every wait is
-capped, and so is the total.
+Which statuses are retried is written once, in ``exceptions.STATUS_POLICY`` (today 429 and
+500/502/504); connection errors, timeouts and dropped connections are retried too. A 429 waits
+for ``Retry-After`` in seconds or as an HTTP date, else ``ratelimit-reset``, else exponential
+backoff (a garbage hint counts as none). Every wait is capped, and so is the total.
 PATCH retries are safe because the hook sends one ``Idempotency-Key`` for all attempts.
 """
 
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 import httpx2
 import tenacity
 
-from truto_airflow.exceptions import TrutoAPIError
+from truto_airflow.exceptions import STATUS_POLICY, TrutoAPIError, TrutoConfigError
 
 __all__ = [
     "MAX_HINT_SECONDS",
@@ -33,8 +32,8 @@ __all__ = [
     "parse_retry_after",
 ]
 
-#: HTTP statuses worth another attempt.
-RETRY_STATUSES = frozenset({429, 500, 502, 504})
+#: HTTP statuses worth another attempt (read from ``exceptions.STATUS_POLICY``).
+RETRY_STATUSES = frozenset(code for code, rule in STATUS_POLICY.items() if rule.hook_retries)
 
 #: Transport failures worth another attempt: nothing reached Truto, or the answer was lost.
 RETRY_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
@@ -139,15 +138,15 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+            raise TrutoConfigError("max_retries must be >= 0")
         if self.max_wait <= 0 or self.max_total <= 0 or self.backoff_base < 0:
-            raise ValueError("retry waits must be positive")
+            raise TrutoConfigError("retry waits must be positive")
 
     @staticmethod
     def is_retryable(exc: BaseException) -> bool:
         """Whether another attempt of the same request may succeed."""
         if isinstance(exc, TrutoAPIError):
-            return exc.status_code in RETRY_STATUSES
+            return exc.policy.hook_retries
         return isinstance(exc, RETRY_TRANSPORT_ERRORS)
 
     def wait_seconds(self, exc: BaseException | None, attempt: int) -> float:

@@ -72,8 +72,7 @@ from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow, RowSource
 from truto_airflow.bulk.runner import wait_event
 from truto_airflow.bulk.spill import SpillQueue
-from truto_airflow.exceptions import TrutoAPIError
-from truto_airflow.retry import RETRY_STATUSES
+from truto_airflow.exceptions import TrutoAPIError, TrutoConfigError, TrutoError, status_policy
 
 if TYPE_CHECKING:
     from truto_airflow.hooks.truto import TrutoHook
@@ -91,11 +90,8 @@ _SPILL_AFTER_S = 0.5
 #: 429 answers one row may absorb before it fails.
 _MAX_RATE_LIMIT_RETRIES = 20
 
-#: Statuses that close an account: a dead token, missing scopes, a blocked account.
-_DEAD_ACCOUNT_STATUSES = frozenset({401, 403, 503})
 
-
-class BulkRunError(RuntimeError):
+class BulkRunError(TrutoError, RuntimeError):
     """The run stopped on an internal failure before every row was done.
 
     ``where`` names the part that failed (``reader``, ``worker 3``, ``ledger``, ``progress
@@ -109,7 +105,7 @@ class BulkRunError(RuntimeError):
         super().__init__(f"bulk run stopped: {where} failed: {summary['aborted']['cause']}")
 
 
-class RunStopRequested(RuntimeError):
+class RunStopRequested(TrutoError, RuntimeError):
     """The engine's ``watch`` said the run must stop (e.g. the task's supervisor is gone)."""
 
 
@@ -132,9 +128,9 @@ class BulkSettings:
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
+            raise TrutoConfigError("max_concurrency must be >= 1")
         if self.max_concurrency_per_account is not None and self.max_concurrency_per_account < 1:
-            raise ValueError("max_concurrency_per_account must be >= 1")
+            raise TrutoConfigError("max_concurrency_per_account must be >= 1")
 
 
 @dataclass(eq=False)
@@ -727,11 +723,11 @@ class BulkEngine:
             else:
                 self._retry_later(acct, item, acct.pacer.blocked_until)
             return
-        if status in RETRY_STATUSES and item.attempts <= self.max_retries:
+        if status_policy(status).hook_retries and item.attempts <= self.max_retries:
             self._retry_later(acct, item, now + self.policy.wait_seconds(error, item.attempts))
             return
         self._fail_error(acct, item, error)
-        if status in _DEAD_ACCOUNT_STATUSES:
+        if status_policy(status).closes_account:  # dead token, missing scopes, blocked
             self._close_api(acct, error, f"answered {status}")
 
     def _end_probe(self, acct: _Account) -> None:

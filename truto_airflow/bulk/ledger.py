@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from truto_airflow.exceptions import TrutoError
+
 __all__ = [
     "LedgerStore",
     "LedgerStoreError",
@@ -53,7 +55,7 @@ _CLOSED = (BrokenPipeError, ConnectionResetError, EOFError)
 _MAX_BACKOFF_S = 300.0
 
 
-class LedgerStoreError(RuntimeError):
+class LedgerStoreError(TrutoError, RuntimeError):
     """The ledger store cannot record applied rows; the run stops rather than go on without it."""
 
 

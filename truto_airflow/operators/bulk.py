@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.bulk.engine import BulkEngine, BulkRunError, BulkSettings
@@ -38,7 +38,12 @@ from truto_airflow.bulk.safety import (
 )
 from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.data_safety import format_change
-from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.exceptions import (
+    TrutoBulkError,
+    TrutoBulkFatalError,
+    TrutoInputError,
+    status_policy,
+)
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
 from truto_airflow.lineage import TrutoLineageMixin
@@ -54,8 +59,14 @@ __all__ = ["SUMMARY_XCOM_KEY", "UpdateOpportunitiesOperator", "decide_failure"]
 #: The summary is also pushed under this key, so it is in XCom even when the task fails.
 SUMMARY_XCOM_KEY = "truto_bulk_summary"
 
-#: Final statuses for which a later task retry may succeed.
-_TRANSIENT = {"none", "429", "500", "502", "504"}
+
+def _transient(code: str) -> bool:
+    """Whether a row's final status (a summary ``status_codes`` key; ``none``: no HTTP answer)
+    is an error a later task retry may get past (``exceptions.STATUS_POLICY``). 2xx keys count
+    updated rows, not failures."""
+    if code == "none":
+        return True
+    return code.isdigit() and int(code) >= 400 and status_policy(int(code)).task_retry_helps
 
 
 def _number(name: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any:
@@ -393,17 +404,17 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             count_invalid=self.count_invalid_as_failed,
         )
         if reason is not None:
-            transient = any(n and code in _TRANSIENT for code, n in summary["status_codes"].items())
+            transient = any(n and _transient(code) for code, n in summary["status_codes"].items())
             message = (
                 f"Bulk update rejected rows: {reason}. Every row was attempted; see the outcome "
                 f"table above and XCom {SUMMARY_XCOM_KEY!r}"
             )
             if transient:
-                raise AirflowException(
+                raise TrutoBulkError(
                     f"{message}. Some failures were transient (429/5xx/network): a task retry "
                     "sends only rows not applied yet"
                 )
-            raise AirflowFailException(
+            raise TrutoBulkFatalError(
                 f"{message}. No failure was transient, so a retry could not help; fix the rows "
                 "(or the account) and re-run"
             )
@@ -411,7 +422,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
 
     def _stopped_early(
         self, error: BulkRunError, context: Mapping[str, Any], data_safety: dict[str, Any]
-    ) -> AirflowException:
+    ) -> TrutoBulkError:
         """The task failure for a run the engine stopped: names the cause, keeps the summary.
 
         Retryable unless the cause itself is a fail-now error: rows the ledger recorded are
@@ -443,8 +454,8 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             except Exception as exc:
                 log.warning("Could not push the summary to XCom (%s: %s)", type(exc).__name__, exc)
         if isinstance(error.cause, AirflowFailException):
-            return AirflowFailException(message)
-        return AirflowException(message)
+            return TrutoBulkFatalError(message)
+        return TrutoBulkError(message)
 
     def _safety_planner(
         self, identity: RunIdentity, preparer: RowPreparer, source: RowSource
