@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Se
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
 import httpx2
@@ -47,7 +47,9 @@ from truto_airflow.idempotency import validate_idempotency_key
 from truto_airflow.json_values import JsonValueError, json_value
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 from truto_airflow.models.options import (
-    build_unified_query,
+    ResponseShapeArgs,
+    TrutoQueryArgs,
+    TrutoQueryOptions,
     validate_integrated_account_id,
 )
 from truto_airflow.pagination import DEFAULT_MAX_PAGES, CursorWalk
@@ -63,6 +65,7 @@ __all__ = [
     "PreparedRequest",
     "TrutoConnectionSettings",
     "TrutoHook",
+    "TrutoQueryOptions",
     "opportunity_path",
 ]
 
@@ -121,17 +124,9 @@ def opportunity_path(opportunity_id: Any) -> str:
     return f"{OPPORTUNITIES_PATH}/{quote(text, safe='')}"
 
 
-class OpportunityListOptions(TypedDict, total=False):
+class OpportunityListOptions(ResponseShapeArgs, total=False):
     """Query options of an opportunity list read (keyword arguments of ``iter_opportunities``)."""
 
-    #: Truto's ``truto_response_format`` (``unified``, ``raw`` or ``normalized``).
-    response_format: str | None
-    #: Leave each item's ``remote_data`` out of the answer (smaller pages).
-    ignore_remote_data: bool | None
-    #: Fields Truto leaves out of each item.
-    exclude_fields: Sequence[str] | None
-    #: The CRM's own query parameters, sent as ``remote_query[...]``.
-    remote_query: Mapping[str, Any] | None
     #: Any other query parameter (filters, ``sort_by``, ``truto_key_by``...).
     params: Mapping[str, Any] | None
     #: Rows per page (Truto's ``limit`` query parameter).
@@ -737,14 +732,23 @@ class TrutoHook(BaseHook):
         opportunity_id: str,
         body: Mapping[str, Any] | OpportunityUpdate,
         *,
-        integrated_account_id: str | None = None,
-        response_format: str | None = None,
-        ignore_remote_data: bool | None = None,
-        exclude_fields: Sequence[str] | None = None,
-        remote_query: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        **options: Unpack[TrutoQueryArgs],
     ) -> PreparedRequest:
-        """Validate everything about an opportunity update and build the PATCH; sends nothing."""
+        """Validate everything about an opportunity update and build the PATCH; sends nothing.
+
+        ``options`` are Truto's query options (:class:`TrutoQueryOptions`)."""
+        return self._prepare_update(
+            opportunity_id, body, TrutoQueryOptions(**options), idempotency_key
+        )
+
+    def _prepare_update(
+        self,
+        opportunity_id: str,
+        body: Mapping[str, Any] | OpportunityUpdate,
+        options: TrutoQueryOptions,
+        idempotency_key: str | None,
+    ) -> PreparedRequest:
         path = opportunity_path(opportunity_id)
         update = parse_update_body(body)
         payload = update.to_body()
@@ -753,23 +757,22 @@ class TrutoHook(BaseHook):
                 f"the update for opportunity {opportunity_id!r} has no fields; give at least one "
                 "field (or skip the row upstream)"
             )
-        query = build_unified_query(
-            integrated_account_id=self.resolve_account(integrated_account_id),
-            response_format=response_format,
-            ignore_remote_data=ignore_remote_data,
-            exclude_fields=exclude_fields,
-            remote_query=remote_query,
-        )
         return self.prepare(
             "PATCH",
             path,
-            params=query,
+            params=self._query(options),
             json_body=payload,
             idempotency_key=f"truto-airflow-{uuid.uuid4()}"
             if idempotency_key is None
             else idempotency_key,
             fields=update.field_names,
         )
+
+    def _query(
+        self, options: TrutoQueryOptions, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The unified query of ``options``, its account resolved against the connection."""
+        return options.query(self.resolve_account(options.integrated_account_id), extra=extra)
 
     # -- responses ----------------------------------------------------------------------------
 
@@ -1006,53 +1009,27 @@ class TrutoHook(BaseHook):
         opportunity_id: str,
         body: Mapping[str, Any] | OpportunityUpdate,
         *,
-        integrated_account_id: str | None = None,
-        response_format: str | None = None,
-        ignore_remote_data: bool | None = None,
-        exclude_fields: Sequence[str] | None = None,
-        remote_query: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        **options: Unpack[TrutoQueryArgs],
     ) -> Any:
         """``PATCH /unified/crm/opportunities/{id}``; returns the updated opportunity.
 
         Everything is validated before sending. One ``Idempotency-Key`` (yours, or a fresh one)
         is sent on every attempt, so a retry after a lost answer replays instead of re-applying.
+        ``options`` are Truto's query options (:class:`TrutoQueryOptions`).
         """
-        prepared = self.prepare_update(
-            opportunity_id,
-            body,
-            integrated_account_id=integrated_account_id,
-            response_format=response_format,
-            ignore_remote_data=ignore_remote_data,
-            exclude_fields=exclude_fields,
-            remote_query=remote_query,
-            idempotency_key=idempotency_key,
+        prepared = self._prepare_update(
+            opportunity_id, body, TrutoQueryOptions(**options), idempotency_key
         )
         return self.decode_result(self.send(prepared), prepared)
 
-    def get_opportunity(
-        self,
-        opportunity_id: str,
-        *,
-        integrated_account_id: str | None = None,
-        response_format: str | None = None,
-        ignore_remote_data: bool | None = None,
-        exclude_fields: Sequence[str] | None = None,
-        remote_query: Mapping[str, Any] | None = None,
-    ) -> Any:
+    def get_opportunity(self, opportunity_id: str, **options: Unpack[TrutoQueryArgs]) -> Any:
         """``GET /unified/crm/opportunities/{id}``: read an opportunity back."""
-        prepared = self.prepare(
-            "GET",
-            opportunity_path(opportunity_id),
-            params=build_unified_query(
-                integrated_account_id=self.resolve_account(integrated_account_id),
-                response_format=response_format,
-                ignore_remote_data=ignore_remote_data,
-                exclude_fields=exclude_fields,
-                remote_query=remote_query,
-            ),
-        )
+        prepared = self._prepare_get(opportunity_id, TrutoQueryOptions(**options))
         return self.decode_result(self.send(prepared), prepared)
+
+    def _prepare_get(self, opportunity_id: str, options: TrutoQueryOptions) -> PreparedRequest:
+        return self.prepare("GET", opportunity_path(opportunity_id), params=self._query(options))
 
     def opportunity_list_query(
         self,
@@ -1065,14 +1042,10 @@ class TrutoHook(BaseHook):
             isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
         ):
             raise TrutoInputError(f"page_size must be a whole number >= 1, got {page_size!r}")
-        return build_unified_query(
-            integrated_account_id=self.resolve_account(integrated_account_id),
-            response_format=options.get("response_format"),
-            ignore_remote_data=options.get("ignore_remote_data"),
-            exclude_fields=options.get("exclude_fields"),
-            remote_query=options.get("remote_query"),
-            extra={**(options.get("params") or {}), **({"limit": page_size} if page_size else {})},
-        )
+        shape: dict[str, Any] = {k: options.get(k) for k in ResponseShapeArgs.__annotations__}
+        query_options = TrutoQueryOptions(integrated_account_id=integrated_account_id, **shape)
+        extra = {**(options.get("params") or {}), **({"limit": page_size} if page_size else {})}
+        return self._query(query_options, extra)
 
     def iter_opportunities(
         self,
@@ -1197,23 +1170,12 @@ class TrutoHook(BaseHook):
         opportunity_id: str,
         body: Mapping[str, Any] | OpportunityUpdate,
         *,
-        integrated_account_id: str | None = None,
-        response_format: str | None = None,
-        ignore_remote_data: bool | None = None,
-        exclude_fields: Sequence[str] | None = None,
-        remote_query: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        **options: Unpack[TrutoQueryArgs],
     ) -> Any:
         """Async :meth:`update_opportunity`."""
-        prepared = self.prepare_update(
-            opportunity_id,
-            body,
-            integrated_account_id=integrated_account_id,
-            response_format=response_format,
-            ignore_remote_data=ignore_remote_data,
-            exclude_fields=exclude_fields,
-            remote_query=remote_query,
-            idempotency_key=idempotency_key,
+        prepared = self._prepare_update(
+            opportunity_id, body, TrutoQueryOptions(**options), idempotency_key
         )
         return self.decode_result(await self.asend(prepared), prepared)
 
@@ -1225,14 +1187,10 @@ class TrutoHook(BaseHook):
         ignore_remote_data: bool | None = None,
     ) -> Any:
         """Async :meth:`get_opportunity`."""
-        prepared = self.prepare(
-            "GET",
-            opportunity_path(opportunity_id),
-            params=build_unified_query(
-                integrated_account_id=self.resolve_account(integrated_account_id),
-                ignore_remote_data=ignore_remote_data,
-            ),
+        options = TrutoQueryOptions(
+            integrated_account_id=integrated_account_id, ignore_remote_data=ignore_remote_data
         )
+        prepared = self._prepare_get(opportunity_id, options)
         return self.decode_result(await self.asend(prepared), prepared)
 
     async def aget_integrated_account(

@@ -5,12 +5,20 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.rendered import rendered_list
 
-__all__ = ["ResponseFormat", "build_unified_query", "validate_integrated_account_id"]
+__all__ = [
+    "ResponseFormat",
+    "ResponseShapeArgs",
+    "TrutoQueryArgs",
+    "TrutoQueryOptions",
+    "build_unified_query",
+    "validate_integrated_account_id",
+]
 
 
 class ResponseFormat(str, enum.Enum):
@@ -103,3 +111,52 @@ def build_unified_query(
             raise TrutoInputError(f"query parameter {key!r} is set twice")
         query[key] = value
     return query
+
+
+class ResponseShapeArgs(TypedDict, total=False):
+    """Truto's options that shape an answer (keyword arguments of hook methods)."""
+
+    #: Truto's ``truto_response_format`` (``unified``, ``raw`` or ``normalized``).
+    response_format: str | None
+    #: Leave ``remote_data`` out of the answer (smaller answers).
+    ignore_remote_data: bool | None
+    #: Fields Truto leaves out of the answer.
+    exclude_fields: Sequence[str] | None
+    #: The CRM's own query parameters, sent as ``remote_query[...]``.
+    remote_query: Mapping[str, Any] | None
+
+
+class TrutoQueryArgs(ResponseShapeArgs, total=False):
+    """The keyword arguments hook methods take for :class:`TrutoQueryOptions` (one list, so the
+    five options are spelled once for every method that accepts them)."""
+
+    integrated_account_id: str | None
+
+
+@dataclass(frozen=True)
+class TrutoQueryOptions:
+    """Truto's five query options of a unified call, travelling as one value.
+
+    ``integrated_account_id`` ``None`` means the connection's default (the hook resolves it);
+    the others ``None`` mean "not sent". Validated when the query is built
+    (:func:`build_unified_query`), before any request.
+    """
+
+    integrated_account_id: str | None = None
+    response_format: str | ResponseFormat | None = None
+    ignore_remote_data: bool | str | None = None
+    exclude_fields: Sequence[str] | str | None = None
+    remote_query: Mapping[str, Any] | None = None
+
+    def query(
+        self, integrated_account_id: str, *, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The query mapping for an already resolved account (plus ``extra`` parameters)."""
+        return build_unified_query(
+            integrated_account_id=integrated_account_id,
+            response_format=self.response_format,
+            ignore_remote_data=self.ignore_remote_data,
+            exclude_fields=self.exclude_fields,
+            remote_query=self.remote_query,
+            extra=extra,
+        )
