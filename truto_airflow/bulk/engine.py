@@ -71,6 +71,7 @@ from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow, RowSource
 from truto_airflow.bulk.runner import wait_event
+from truto_airflow.bulk.sender import BulkSender
 from truto_airflow.bulk.spill import SpillQueue
 from truto_airflow.exceptions import TrutoAPIError, TrutoConfigError, TrutoError, status_policy
 
@@ -205,6 +206,7 @@ class BulkEngine:
         self.planners = list(planners)
         self.log = GuardedLog.wrap(logger or log)
         self.watch = watch
+        self.sender = BulkSender(hook)
         self.policy = hook.retry_policy
         s = self.settings
         self.max_retries = self.policy.max_retries
@@ -665,7 +667,7 @@ class BulkEngine:
         round_ = acct.strikes
         started = time.monotonic()
         try:
-            response = await self.hook.asend_once(item.request)
+            response = await self.sender.send_once(item.request)
         except httpx2.HTTPError as exc:
             now = time.monotonic()
             self.summary.request_done(None, now - started)

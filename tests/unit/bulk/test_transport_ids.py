@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import truto_conn_json
+from truto_airflow.bulk.sender import BulkSender
 from truto_airflow.bulk.transport import AiohttpTransport
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import OPPORTUNITIES_PATH, TrutoHook, opportunity_path
@@ -130,7 +131,9 @@ class Senders:
                 await self.plain.aupdate_opportunity(opportunity_id, body)
                 await self.plain.asend_once(self.plain.prepare_update(opportunity_id, body))
                 await self.fast.aupdate_opportunity(opportunity_id, body)  # httpx2 -> aiohttp
-                await self.fast.asend_once(self.fast.prepare_update(opportunity_id, body))  # raw
+                await BulkSender(self.fast).send_once(
+                    self.fast.prepare_update(opportunity_id, body)
+                )
             finally:
                 await self.plain.aclose()
                 await self.fast.aclose()
