@@ -62,7 +62,7 @@ def test_bulk_package_exports_the_plan_step_seam_and_deprecates_the_rest() -> No
     import truto_airflow.bulk as bulk
     from truto_airflow.bulk.engine import BulkEngine
 
-    assert set(bulk.__all__) == {"Outcome", "PlanDecision", "RowItem", "RowPlanner", "RowResult"}
+    assert set(bulk.__all__) == {"Outcome", "RowItem", "RowResult", "RowStep", "StepDecision"}
     with pytest.warns(DeprecationWarning, match=r"truto_airflow\.bulk\.engine"):
         assert bulk.BulkEngine is BulkEngine  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
@@ -73,7 +73,7 @@ _IMPORTED = "import sys, {module}; print(sorted(m for m in sys.modules if m.star
 
 
 @pytest.mark.parametrize(
-    "module", ["truto_airflow.operators.opportunities", "truto_airflow.bulk.plan"]
+    "module", ["truto_airflow.operators.opportunities", "truto_airflow.bulk.steps"]
 )
 def test_single_row_operator_and_plan_seam_do_not_import_the_bulk_engine(module: str) -> None:
     import ast

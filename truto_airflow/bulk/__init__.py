@@ -1,13 +1,13 @@
 """The bulk update engine behind :class:`~truto_airflow.operators.bulk.UpdateOpportunitiesOperator`.
 
 One idea per module: ``rows`` (input, streamed), ``prepare`` (validate and build each
-request), ``plan`` (the per-row plan seam), ``pacer`` (per-account rate limits), ``engine``
-(concurrency, isolation, retries), ``outcomes`` (one outcome per row, counts-only summary),
-``rejects`` (failed/invalid rows, written to JSON Lines), ``ledger`` (skip rows applied in an
-earlier try), ``progress`` (log lines with rate and ETA), ``spill`` (disk FIFO for throttled
-accounts). See docs/bulk.md.
+request), ``steps`` (optional per-row steps before sending), ``pacer`` (per-account rate
+limits), ``engine`` (concurrency, isolation, retries), ``outcomes`` (one outcome per row,
+counts-only summary), ``rejects`` (failed/invalid rows, written to JSON Lines), ``ledger`` (skip
+rows applied in an earlier try), ``progress`` (log lines with rate and ETA), ``spill`` (disk FIFO
+for throttled accounts). See docs/bulk.md.
 
-The package exports what a user writing a plan step needs (``planners=[...]`` on the operator,
+The package exports what a user writing a row step needs (``steps=[...]`` on the operator,
 docs/bulk.md "Extending"); everything else is imported from its module. Names are loaded on
 first use, so importing a submodule does not import the engine.
 """
@@ -21,14 +21,16 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "Outcome": "truto_airflow.bulk.outcomes",
-    "PlanDecision": "truto_airflow.bulk.plan",
     "RowItem": "truto_airflow.bulk.prepare",
-    "RowPlanner": "truto_airflow.bulk.plan",
+    "RowStep": "truto_airflow.bulk.steps",
+    "StepDecision": "truto_airflow.bulk.steps",
     "RowResult": "truto_airflow.bulk.outcomes",
 }
 
-#: Names this package re-exported before 0.2; deprecated, import them from their module.
+#: Names this package re-exported before 0.2; deprecated: ``module`` or ``module:new_name``.
 _DEPRECATED = {
+    "PlanDecision": "truto_airflow.bulk.steps:StepDecision",
+    "RowPlanner": "truto_airflow.bulk.steps:RowStep",
     "AccountPacer": "truto_airflow.bulk.pacer",
     "BulkEngine": "truto_airflow.bulk.engine",
     "BulkRunError": "truto_airflow.bulk.engine",
@@ -57,20 +59,23 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from truto_airflow.bulk.outcomes import Outcome as Outcome
     from truto_airflow.bulk.outcomes import RowResult as RowResult
-    from truto_airflow.bulk.plan import PlanDecision as PlanDecision
-    from truto_airflow.bulk.plan import RowPlanner as RowPlanner
     from truto_airflow.bulk.prepare import RowItem as RowItem
+    from truto_airflow.bulk.steps import RowStep as RowStep
+    from truto_airflow.bulk.steps import StepDecision as StepDecision
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    attribute = name
     if module is None:
-        module = _DEPRECATED.get(name)
-        if module is None:
+        where = _DEPRECATED.get(name)
+        if where is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        module, _, renamed = where.partition(":")
+        attribute = renamed or name
         warnings.warn(
-            f"truto_airflow.bulk.{name} is deprecated; import it from {module}",
+            f"truto_airflow.bulk.{name} is deprecated; use {module}.{attribute}",
             DeprecationWarning,
             stacklevel=2,
         )
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), attribute)

@@ -65,7 +65,6 @@ from truto_airflow.bulk.outcomes import (
     describe_exception,
 )
 from truto_airflow.bulk.pacer import AccountPacer
-from truto_airflow.bulk.plan import PlanDecision, RowPlanner
 from truto_airflow.bulk.prepare import RowItem, RowPreparer
 from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
@@ -73,6 +72,7 @@ from truto_airflow.bulk.rows import RawRow, RowSource
 from truto_airflow.bulk.runner import wait_event
 from truto_airflow.bulk.sender import BulkSender
 from truto_airflow.bulk.spill import SpillQueue
+from truto_airflow.bulk.steps import RowStep, StepDecision, as_step, step_name
 from truto_airflow.exceptions import TrutoAPIError, TrutoConfigError, TrutoError, status_policy
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ class BulkEngine:
         settings: BulkSettings | None = None,
         ledger: SuccessLedger | None = None,
         rejected: RejectedRows | None = None,
-        planners: Sequence[RowPlanner] = (),
+        steps: Sequence[RowStep] = (),
         logger: Any = None,
         watch: Callable[[], str | None] | None = None,
     ) -> None:
@@ -203,7 +203,7 @@ class BulkEngine:
         self.settings = settings or BulkSettings()
         self.ledger = ledger or SuccessLedger(NullLedgerStore())
         self.rejected = rejected or RejectedRows(inline_limit=self.settings.inline_rejected)
-        self.planners = list(planners)
+        self.steps = [as_step(step) for step in steps]
         self.log = GuardedLog.wrap(logger or log)
         self.watch = watch
         self.sender = BulkSender(hook)
@@ -641,17 +641,17 @@ class BulkEngine:
     # -- one row ----------------------------------------------------------------------------
 
     async def _process(self, acct: _Account, item: RowItem) -> None:
-        for planner in self.planners:
+        for step in self.steps:
             try:
-                decided = await planner.plan(item)
-            except Exception as exc:  # a plan step must settle its row, never stall the run
+                decided = await step.run(item)
+            except Exception as exc:  # a row step must settle its row, never stall the run
                 text = describe_exception(exc, self.hook.redact_text)
-                decided = PlanDecision(
+                decided = StepDecision(
                     Outcome.FAILED,
-                    f"plan step {type(planner).__name__} failed: {text}",
-                    error="plan_error",
+                    f"row step {step_name(step)} failed: {text}",
+                    error="plan_error",  # the error code of 0.1, kept for users' filters
                 )
-            if isinstance(decided, PlanDecision):
+            if isinstance(decided, StepDecision):
                 self._end_probe(acct)
                 acct.pacer.release()
                 self._settle(

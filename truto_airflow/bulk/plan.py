@@ -1,50 +1,32 @@
-"""The per-row plan seam: steps between ``prepare`` and sending.
+"""Deprecated: the pre-send row steps are in :mod:`truto_airflow.bulk.steps` since 0.2.
 
-The pipeline for every row is ``prepare`` (:mod:`truto_airflow.bulk.prepare`: validate, resolve
-the account, derive the Idempotency-Key, build the PATCH without sending) -> plan steps -> send.
-A plan step (:class:`RowPlanner`) sees a prepared row just before it is sent and may keep it,
-change it, or settle it with an outcome without sending (preflight ``invalid`` rows,
-``skip_unchanged``, a dry run). Steps run inside the row's concurrency slot, after the account's
-pacer let it go.
+"Plan" now only means what a dry run reports. ``RowPlanner`` is :class:`~truto_airflow.bulk.steps.
+RowStep` and ``PlanDecision`` is :class:`~truto_airflow.bulk.steps.StepDecision`; both names warn.
 """
 
 from __future__ import annotations
 
 import importlib
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from truto_airflow.bulk.outcomes import Outcome
-from truto_airflow.bulk.prepare import RowItem
-
-__all__ = ["PlanDecision", "RowItem", "RowPlanner"]
-
-
-@dataclass(frozen=True)
-class PlanDecision:
-    """A plan step settled the row without sending it."""
-
-    outcome: Outcome
-    message: str
-    error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class RowPlanner(Protocol):
-    """A per-row step between validation and sending (see the module docstring)."""
-
-    async def plan(self, item: RowItem) -> RowItem | PlanDecision: ...
+_MOVED = {
+    "PlanDecision": ("truto_airflow.bulk.steps", "StepDecision"),
+    "RowPlanner": ("truto_airflow.bulk.steps", "RowStep"),
+    "RowItem": ("truto_airflow.bulk.prepare", "RowItem"),
+    "RowPreparer": ("truto_airflow.bulk.prepare", "RowPreparer"),
+    "RunIdentity": ("truto_airflow.bulk.prepare", "RunIdentity"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``RowPreparer`` and ``RunIdentity`` moved to :mod:`truto_airflow.bulk.prepare`."""
-    if name in ("RowPreparer", "RunIdentity"):
-        warnings.warn(
-            f"truto_airflow.bulk.plan.{name} is deprecated; import it from "
-            "truto_airflow.bulk.prepare",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module("truto_airflow.bulk.prepare"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    moved = _MOVED.get(name)
+    if moved is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, new = moved
+    warnings.warn(
+        f"truto_airflow.bulk.plan.{name} is deprecated; use {module}.{new}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), new)

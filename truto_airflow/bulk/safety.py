@@ -1,6 +1,6 @@
-"""Data safety for the bulk operator: preflight, skip-unchanged and dry run as a plan step.
+"""Data safety for the bulk operator: preflight, skip-unchanged and dry run as a row step.
 
-:class:`DataSafetyPlanner` is a :class:`~truto_airflow.bulk.plan.RowPlanner`. For each row it
+:class:`DataSafetyStep` is a :class:`~truto_airflow.bulk.steps.RowStep`. For each row it
 
 1. runs the field-support preflight (:mod:`truto_airflow.preflight`): a row that would lose a
    field (policy ``"error"``), lacks a field its CRM requires, or has an invalid ``status`` ends
@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from truto_airflow.bulk.outcomes import Outcome, RowResult
-from truto_airflow.bulk.plan import PlanDecision
 from truto_airflow.bulk.prepare import RowItem, RunIdentity
 from truto_airflow.bulk.rejects import RecordFile, RejectedRows
 from truto_airflow.bulk.rows import RawRow
+from truto_airflow.bulk.steps import StepDecision
 from truto_airflow.data_safety import SafetyDecision, decide, reads_current
 from truto_airflow.exceptions import (
     TrutoAPIError,
@@ -42,7 +42,7 @@ from truto_airflow.preflight import Preflight
 __all__ = [
     "LIST_THRESHOLD",
     "CurrentState",
-    "DataSafetyPlanner",
+    "DataSafetyStep",
     "PlanRecorder",
     "scan_wanted_ids",
 ]
@@ -198,8 +198,8 @@ class PlanRecorder(RecordFile):
         self.record(row, row)
 
 
-class DataSafetyPlanner:
-    """The bulk plan step for preflight, ``skip_unchanged`` and ``dry_run`` (module docstring).
+class DataSafetyStep:
+    """The bulk row step for preflight, ``skip_unchanged`` and ``dry_run`` (module docstring).
 
     The decision itself is :func:`truto_airflow.data_safety.decide`, the same as the single
     operator's; this class does the I/O around it (account lookup, reading current state).
@@ -228,13 +228,13 @@ class DataSafetyPlanner:
         self.unsupported: Counter[str] = Counter()
         self.invalid = 0
 
-    async def plan(self, item: RowItem) -> RowItem | PlanDecision:
+    async def run(self, item: RowItem) -> RowItem | StepDecision:
         body = item.request.json_body
         try:
             resolved = await self.preflight.aresolve(item.account)
         except Exception as exc:  # transient after retries: fail the row (retryable), not blind
             text = f"could not look up the integration of account {item.account}: {exc}"
-            return PlanDecision(Outcome.FAILED, text, error="preflight_lookup")
+            return StepDecision(Outcome.FAILED, text, error="preflight_lookup")
         report = self.preflight.check(body, integrated_account_id=item.account, resolved=resolved)
         policy = self.preflight.policy
         for issue in report.warnings(policy):
@@ -257,17 +257,17 @@ class DataSafetyPlanner:
                         current = current if fuller is None else fuller
             except (TrutoAPIError, TrutoNetworkError) as exc:
                 text = f"could not read the current opportunity to compare: {exc}"
-                return PlanDecision(Outcome.FAILED, text, error="read_current")
+                return StepDecision(Outcome.FAILED, text, error="read_current")
         decision = decide(body, report, policy=policy, current=current, **flags)
         if decision.outcome == "invalid":
             self.invalid += 1
-            return PlanDecision(Outcome.INVALID, str(decision.message), error="preflight")
+            return StepDecision(Outcome.INVALID, str(decision.message), error="preflight")
         if decision.outcome == "unchanged":
             self._record(item, decision)
-            return PlanDecision(Outcome.UNCHANGED, "every field already holds this value")
+            return StepDecision(Outcome.UNCHANGED, "every field already holds this value")
         if decision.outcome == "would_update":
             self._record(item, decision)
-            return PlanDecision(Outcome.WOULD_UPDATE, "dry run: not sent")
+            return StepDecision(Outcome.WOULD_UPDATE, "dry run: not sent")
         if decision.body == body:
             return item
         # A smaller body is another write: its own key (the row's ordinal still in it), while
@@ -333,10 +333,10 @@ class PlannedRejectedRows(RejectedRows):
     """The run's rejected rows, each also handed to the data-safety step (a dry run lists them
     in its plan). The engine records every rejected row here, wherever it was rejected."""
 
-    def __init__(self, planner: DataSafetyPlanner, **kwargs: Any) -> None:
+    def __init__(self, step: DataSafetyStep, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.planner = planner
+        self.step = step
 
     def add(self, result: RowResult) -> None:
         super().add(result)
-        self.planner.rejected(result)
+        self.step.rejected(result)

@@ -7,6 +7,7 @@ Same models, validation and hook as the single-row operator; the engine lives in
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,18 +25,18 @@ from truto_airflow.bulk.ledger import (
     TaskStateLedgerStore,
 )
 from truto_airflow.bulk.outcomes import format_outcome_table
-from truto_airflow.bulk.plan import RowPlanner
 from truto_airflow.bulk.prepare import RowPreparer, RunIdentity
 from truto_airflow.bulk.progress import GuardedLog
 from truto_airflow.bulk.rows import RowSource, open_source, resolve_path
 from truto_airflow.bulk.runner import LoopRunner
 from truto_airflow.bulk.safety import (
     CurrentState,
-    DataSafetyPlanner,
+    DataSafetyStep,
     PlannedRejectedRows,
     PlanRecorder,
     scan_wanted_ids,
 )
+from truto_airflow.bulk.steps import RowStep
 from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.data_safety import format_change
 from truto_airflow.exceptions import (
@@ -161,7 +162,8 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
     :param progress_every_rows: / ``progress_every_seconds``: progress log cadence.
     :param response_format: / ``ignore_remote_data`` / ``exclude_fields`` / ``remote_query``:
         Truto query options, as on the single-row operator. (templated)
-    :param planners: per-row plan steps run before sending (see :mod:`truto_airflow.bulk.plan`).
+    :param steps: per-row steps run before sending (see :mod:`truto_airflow.bulk.steps`).
+    :param planners: deprecated name of ``steps`` (0.1).
     :param hook_params: extra keyword arguments for :class:`TrutoHook`.
     :param http_transport: the wire under the hook's ``httpx2.AsyncClient``: ``"auto"``
         (aiohttp's pool when installed, less CPU per request; see docs/bulk.md),
@@ -229,7 +231,8 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         exclude_fields: Any = None,
         remote_query: Any = None,
         max_throttle_seconds: float = 300.0,
-        planners: Sequence[RowPlanner] = (),
+        steps: Sequence[RowStep] = (),
+        planners: Sequence[Any] = (),
         hook_params: Mapping[str, Any] | None = None,
         http_transport: str = "auto",
         unsupported_fields: Any = "error",
@@ -272,7 +275,14 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         self.exclude_fields = exclude_fields
         self.remote_query = remote_query
         self.max_throttle_seconds = max_throttle_seconds
-        self.planners = list(planners)
+        if planners:
+            warnings.warn(
+                "UpdateOpportunitiesOperator(planners=...) is deprecated; pass steps=... "
+                "(truto_airflow.bulk.steps.RowStep)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        self.steps = [*steps, *planners]
         self.hook_params = dict(hook_params or {})
 
     @cached_property
@@ -354,7 +364,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             progress_every_seconds=self.progress_every_seconds,
             inline_rejected=self.inline_rejected,
         )
-        safety = self._safety_planner(identity, preparer, source)
+        safety = self._safety_step(identity, preparer, source)
         rejected = PlannedRejectedRows(
             safety,
             destination=blank_to_none(self.rejected_rows_path),
@@ -366,7 +376,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             settings=settings,
             ledger=ledger,
             rejected=rejected,
-            planners=[safety, *self.planners],
+            steps=[safety, *self.steps],
             logger=self.log,
             watch=supervisor_watch(),
         )
@@ -457,10 +467,10 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             return TrutoBulkFatalError(message)
         return TrutoBulkError(message)
 
-    def _safety_planner(
+    def _safety_step(
         self, identity: RunIdentity, preparer: RowPreparer, source: RowSource
-    ) -> DataSafetyPlanner:
-        """Preflight, skip-unchanged and dry run as the first plan step (docs/data_safety.md)."""
+    ) -> DataSafetyStep:
+        """Preflight, skip-unchanged and dry run as the first row step (docs/data_safety.md)."""
         policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
         skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
         dry_run = coerce_flag("dry_run", blank_to_none(self.plan_only))
@@ -481,7 +491,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
 
             # A second pass over the same source: a generator is not consumed by the scan.
             current = CurrentState(self.hook, scan_wanted_ids(source.scan(), resolve))
-        return DataSafetyPlanner(
+        return DataSafetyStep(
             self.hook,
             identity,
             preflight=preflight,

@@ -42,7 +42,7 @@ def make_engine(
     settings: BulkSettings | None = None,
     ledger: SuccessLedger | None = None,
     max_retries: int = 3,
-    planners: Sequence[Any] = (),
+    steps: Sequence[Any] = (),
     logger: Any = None,
     rejected: RejectedRows | None = None,
 ) -> BulkEngine:
@@ -56,7 +56,7 @@ def make_engine(
         preparer,
         settings=settings or BulkSettings(max_concurrency=8, progress_every_seconds=None),
         ledger=ledger or SuccessLedger(MemoryLedgerStore()),
-        planners=planners,
+        steps=steps,
         logger=logger or logging.getLogger("test.bulk"),
         rejected=rejected,
     )

@@ -12,9 +12,10 @@ import httpx2
 import pytest
 
 from tests.unit.bulk.conftest import ACCOUNTS, account_of, make_engine, opp_id, rows_for, run
-from truto_airflow.bulk import Outcome, PlanDecision, RowItem
+from truto_airflow.bulk import Outcome, RowItem, StepDecision
 from truto_airflow.bulk.engine import BulkSettings
 from truto_airflow.bulk.ledger import MemoryLedgerStore, SuccessLedger
+from truto_airflow.bulk.rejects import RejectedRows
 
 
 def ok(request: httpx2.Request) -> httpx2.Response:
@@ -133,11 +134,11 @@ def test_rows_for_the_same_opportunity_apply_in_input_order() -> None:
     assert applied == list(range(12))
 
 
-def test_plan_step_can_settle_a_row_without_sending() -> None:
+def test_row_step_can_settle_a_row_without_sending() -> None:
     class SkipOdd:
-        async def plan(self, item: RowItem) -> RowItem | PlanDecision:
+        async def run(self, item: RowItem) -> RowItem | StepDecision:
             if int(item.opportunity_id.split("-")[1]) % 2:
-                return PlanDecision(Outcome.INVALID, "odd rows are not allowed", "preflight")
+                return StepDecision(Outcome.INVALID, "odd rows are not allowed", "preflight")
             return item
 
     calls: list[str] = []
@@ -146,9 +147,35 @@ def test_plan_step_can_settle_a_row_without_sending() -> None:
         calls.append(opp_id(request))
         return ok(request)
 
-    summary = run(make_engine(handler, planners=[SkipOdd()]), rows_for(6))
+    summary = run(make_engine(handler, steps=[SkipOdd()]), rows_for(6))
     assert summary["outcomes"] == {"updated": 3, "failed": 0, "invalid": 3}
     assert sorted(calls) == ["opp-0", "opp-2", "opp-4"]
+
+
+def test_a_pre_0_2_plan_step_still_works_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="bulk.plan.PlanDecision is deprecated"):
+        from truto_airflow.bulk.plan import PlanDecision  # the old name, same class
+
+    class OldStyle:  # 0.1's RowPlanner: ``plan``, not ``run``
+        async def plan(self, item: RowItem) -> RowItem | StepDecision:
+            return PlanDecision(Outcome.INVALID, "refused by the old step", "preflight")
+
+    with pytest.warns(DeprecationWarning, match=r"OldStyle\.plan\(item\) is deprecated"):
+        engine = make_engine(ok, steps=[OldStyle()])
+    summary = run(engine, rows_for(2))
+    assert summary["outcomes"]["invalid"] == 2
+
+
+def test_a_failing_row_step_settles_its_row_and_names_the_users_class() -> None:
+    class Broken:
+        async def run(self, item: RowItem) -> RowItem | StepDecision:
+            raise RuntimeError("boom")
+
+    sink = RejectedRows(inline_limit=5)
+    summary = run(make_engine(ok, steps=[Broken()], rejected=sink), rows_for(2))
+    assert summary["outcomes"]["failed"] == 2
+    assert {r["error"] for r in sink.rows} == {"plan_error"}
+    assert all("row step Broken failed: RuntimeError: boom" in r["message"] for r in sink.rows)
 
 
 def test_ledger_skips_rows_applied_by_an_earlier_try() -> None:

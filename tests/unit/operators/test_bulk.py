@@ -204,6 +204,19 @@ def test_resend_applied_ignores_the_ledger() -> None:
     assert summary["requests_sent"] == 4
 
 
+def test_planners_is_a_deprecated_name_for_steps() -> None:
+    from truto_airflow.bulk import Outcome, RowItem, StepDecision
+
+    class Refuse:
+        async def run(self, item: RowItem) -> RowItem | StepDecision:
+            return StepDecision(Outcome.INVALID, "refused", "preflight")
+
+    with pytest.warns(DeprecationWarning, match=r"planners=\.\.\.\) is deprecated; pass steps"):
+        old = operator(status_for({}), rows(2), planners=[Refuse()], max_failed=None)
+    new = operator(status_for({}), rows(2), steps=[Refuse()], max_failed=None)
+    assert [type(s) for s in old.steps] == [type(s) for s in new.steps] == [Refuse]
+
+
 def test_templated_fields_and_reexport() -> None:
     from truto_airflow.operators.opportunities import UpdateOpportunitiesOperator as Reexported
 
