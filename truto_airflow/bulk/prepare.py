@@ -36,7 +36,7 @@ class RunIdentity:
 
     def row_key(self, *, row: int, account: str, opportunity_id: str, body: Any) -> str:
         """The Idempotency-Key of input row ``row`` sending ``body``: the one derivation for the
-        bulk path (preparing a row, and a plan step that sends a smaller body)."""
+        bulk path (preparing a row, and a row step that sends a smaller body)."""
         return derive_idempotency_key(
             dag_id=self.dag_id,
             task_id=self.task_id,
@@ -60,7 +60,7 @@ class RowItem:
     line: int | None = None
     attempts: int = 0
     throttles: int = 0
-    #: The row's identity for the success ledger: its key as prepared (full body). A plan step
+    #: The row's identity for the success ledger: its key as prepared (full body). A row step
     #: may send a smaller body under another Idempotency-Key; the ledger still names the row.
     row_key: str = ""
 
