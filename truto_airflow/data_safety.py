@@ -2,7 +2,7 @@
 
 :func:`decide` is pure: the caller looks the integration up, runs the preflight check, reads
 the current state when :func:`reads_current` says so, and sends (or not) what the decision
-says. The single operator and the bulk plan step both call it, so a row is judged the same way
+says. The single operator and the bulk row step both call it, so a row is judged the same way
 whichever operator carries it:
 
 * a preflight error (policy-dependent) makes the update ``invalid``: nothing is read or sent;
