@@ -202,12 +202,12 @@ def json_value(
     """``value`` as JSON-native Python (dict/list/str/int/float/bool/None), or an error.
 
     Mappings need string keys; lists and tuples become lists; ``Decimal`` and NumPy numbers
-    become int/float (checked as above). With ``free_form`` (``custom_fields``, ``remote_data``,
-    where the CRM type is unknown) date-times become ISO 8601 text (naive ones as UTC), UUIDs
-    text, and the strings in :data:`NON_FINITE_TEXT` are refused. Without it (typed fields,
-    validated next by the model) date/time objects are left for the field's own parser, and
-    with ``typed`` numbers too (an integer id bigger than 2**53 is exact once a reference field
-    turns it into a string; ``amount`` checks its own). Anything else (bytes, sets, arbitrary
+    become int/float (checked as above). Date-times become ISO 8601 text (naive ones as UTC)
+    and UUIDs text. With ``free_form`` (``custom_fields``, ``remote_data``, where the CRM type
+    is unknown) the strings in :data:`NON_FINITE_TEXT` are refused too. With ``typed`` (typed
+    fields, validated next by the model) date/time objects and numbers are left for the
+    field's own parser (an integer id bigger than 2**53 is exact once a reference field turns
+    it into a string; ``amount`` checks its own). Anything else (bytes, sets, arbitrary
     objects) is refused: what it means is a guess.
     """
     if _depth > MAX_DEPTH:
@@ -238,7 +238,7 @@ def json_value(
             return value
         return json_number(value, path)
     if isinstance(value, (dt.date, dt.time)):
-        if not free_form:
+        if typed:  # the field's own parser (IsoDateTime, IsoTime) reads it next
             return value
         if isinstance(value, dt.datetime):
             try:
@@ -246,7 +246,7 @@ def json_value(
             except ValueError as exc:
                 raise JsonValueError(path, str(exc)) from None
         return value.isoformat()
-    if isinstance(value, uuid.UUID) and free_form:
+    if isinstance(value, uuid.UUID) and not typed:
         return str(value)
     kind = type(value).__name__
     hint = " (decode it to text first)" if isinstance(value, (bytes, bytearray)) else ""

@@ -260,6 +260,28 @@ def test_bad_input_fails_before_any_request(
     assert rec.requests == []
 
 
+def test_generic_request_body_sends_date_times_as_iso_text(make_hook: Any) -> None:
+    """``hook.request(json=...)`` has no model after it: date-times become ISO 8601 text (naive
+    as UTC, as in custom_fields) instead of a raw TypeError from the JSON encoder mid-send."""
+    hook, rec = make_hook(httpx2.Response(200, json={"ok": True}))
+    when = dt.datetime(2026, 1, 2, 3, 4)
+    hook.request("POST", "/x", json={"when": when, "day": dt.date(2026, 1, 2)})
+    assert json.loads(rec.requests[0].content) == {
+        "when": "2026-01-02T03:04:00+00:00",
+        "day": "2026-01-02",
+    }
+
+
+def test_generic_request_body_with_an_impossible_date_time_is_an_input_error(
+    make_hook: Any,
+) -> None:
+    hook, rec = make_hook()
+    far = dt.datetime(2026, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=20)))
+    with pytest.raises(TrutoInputError, match=r"json\.when"):
+        hook.request("POST", "/x", json={"when": far})
+    assert rec.requests == []
+
+
 @given(
     st.text(min_size=1, max_size=30).filter(
         lambda s: s.strip() and s.isprintable() and s not in {".", ".."}
