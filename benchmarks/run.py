@@ -1,19 +1,25 @@
 """``make bench``: the bulk operator against the emulator, next to the ways people do it today.
 
 Everything runs on loopback against the Truto emulator in a subprocess (fixed 20 ms latency,
-seed 1). Prints a table and writes ``benchmarks/results/bench-<time>.json`` (and ``latest.json``).
+seed 1). **Every scenario runs in its own process** (``benchmarks.scenario``,
+``benchmarks.airflow_child``), paired scenarios alternate their order from round to round, and
+each figure is the median of ``--rounds`` rounds (default 3). Beside rows/s each scenario reports
+its process CPU time per row (client side: the emulator is another process). Writes
+``benchmarks/results/bench-<time>.json`` and ``latest.json`` and prints the tables
+``benchmarks.table`` renders (the README's are regenerated from such a file, never typed).
 
-(a) UpdateOpportunitiesOperator, concurrency 32 (``execute()`` with a minimal context: the engine
-    is what is measured) · (b) a sequential httpx2 loop · (c) the Truto Python SDK's pattern (a
-    faithful equivalent: truto-python-sdk needs Python >= 3.12, see ``clients.py``) · (d) N mapped
-    UpdateOpportunityOperator tasks through ``dag.test()`` · (e) N mapped HttpOperator tasks, same
-    way · (f) the client ceiling: bare aiohttp, one shared connector, same concurrency; plus the
-    physical bound concurrency / latency. Then a rate-limited scenario (4 accounts, R requests per
-    10 s each) and peak RSS of the operator over 10,000 and 100,000 JSON Lines rows; then the
-    export benchmark (``benchmarks/export.py``): rows/s and peak RSS exporting 10,000 and 100,000
-    opportunities, and the large export again under injected faults, checked record by record.
+(a) UpdateOpportunitiesOperator (``execute()`` with a minimal context: the engine is what is
+measured) and (f) the client ceiling, bare aiohttp with one session on the same event loop, at
+concurrency 32 and 128 · (b) a sequential httpx2 loop · (c) the Truto Python SDK's pattern (a
+faithful equivalent: truto-python-sdk needs Python >= 3.12, see ``clients.py``) · (d) N mapped
+UpdateOpportunityOperator tasks through ``dag.test()`` · (e) N mapped HttpOperator tasks, same
+way (per-task median; each DAG run in a fresh process on a copy of one migrated DB) · a
+rate-limited run (4 accounts, R requests per 10 s each) · JSON Lines inputs of 10,000 and 100,000
+rows end to end (rows/s, CPU per row, peak RSS; progress lines shown while it runs) · the export
+benchmark (``benchmarks/export.py``): rows/s and peak RSS exporting 10,000 and 100,000
+opportunities, and the large export again under injected faults, checked record by record.
 
-Options: ``--quick`` (smaller N everywhere, for a smoke run).
+Options: ``--quick`` (smaller N everywhere, for a smoke run), ``--rounds N``.
 """
 
 from __future__ import annotations
@@ -23,311 +29,318 @@ import datetime as dt
 import json
 import os
 import pathlib
+import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
-from benchmarks import run_child
+from benchmarks import run_child, table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-_HOME = tempfile.mkdtemp(prefix="truto-bench-home-")
-os.environ.setdefault("AIRFLOW_HOME", _HOME)
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_HOME}/airflow.db")
-os.environ.setdefault("AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS", "False")
 
 LATENCY_MS = 20.0
 SEED = 1
-CONCURRENCY = 32
+CONCURRENCY = (32, 128)
 # Fields every benchmarked CRM applies (currency is not applied on HubSpot: the preflight
 # would refuse it, which is the point of the preflight).
 BODY = {"amount": 4200, "name": "Benchmark deal"}
 RATE_ACCOUNTS = ("hubspot", "pipedrive", "attio", "salesforce")
+# Figures a round reports that are medians over rounds (the rest are taken from the median run).
+MEDIAN_KEYS = ("rows_per_second", "cpu_ms_per_row", "p50_ms", "p99_ms", "task_median_ms")
 
 
-def _emulator(rows: int) -> Any:
-    from truto_airflow.emulator import EmulatorConfig, run_emulator
-
-    return run_emulator(
-        EmulatorConfig(seed=SEED, opportunities=rows * 6, latency_ms=LATENCY_MS),
-        subprocess=True,
-    )
-
-
-def bench_operator(emu: Any, ids: list[str], run_id: str) -> dict[str, Any]:
-    """(a) the bulk operator's engine, in this process."""
-    from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
-
-    os.environ["AIRFLOW_CONN_TRUTO_DEFAULT"] = emu.airflow_conn_json("hubspot")
-    op = UpdateOpportunitiesOperator(
-        task_id="bench_bulk",
-        updates=[{"id": i, "body": BODY} for i in ids],
-        max_concurrency=CONCURRENCY,
-        progress_every_rows=None,
-        progress_every_seconds=None,
-    )
-    t0 = time.perf_counter()
-    summary = op.execute({"run_id": run_id})  # type: ignore[arg-type]
-    seconds = time.perf_counter() - t0
-    return {
-        "rows": summary["rows"],
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(summary["rows"] / seconds, 1),
-        "p50_ms": summary["latency_ms"]["p50"],
-        "p99_ms": summary["latency_ms"]["p99"],
-        "errors": summary["outcomes"]["failed"] + summary["outcomes"]["invalid"],
-        "engine_rows_per_second": summary["rows_per_second"],
-    }
-
-
-def bench_rate_limited(emu: Any, per_window: int, windows: int) -> dict[str, Any]:
-    """4 accounts, each ``per_window`` requests per 10 s; rows for ``windows`` windows each."""
-    from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
-
-    emu.reset()
-    emu.configure(rate_limit=per_window, latency_ms=LATENCY_MS)
-    per_account = per_window * windows
-    columns = [
-        [(emu.accounts[a], i) for i in emu.opportunity_ids(emu.accounts[a])[:per_account]]
-        for a in RATE_ACCOUNTS
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key, the median over rounds; every run is kept beside it."""
+    out: dict[str, Any] = dict(runs[0])
+    for key in MEDIAN_KEYS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = round(statistics.median(values), 4)
+    out["seconds"] = round(statistics.median(r["seconds"] for r in runs), 3)
+    out["runs"] = [
+        {k: r.get(k) for k in ("rows_per_second", "cpu_ms_per_row", "seconds")} for r in runs
     ]
-    rows = [
-        {"id": opp, "body": BODY, "integrated_account_id": acct}
-        for group in zip(*columns, strict=True)
-        for acct, opp in group
-    ]
-    os.environ["AIRFLOW_CONN_TRUTO_DEFAULT"] = emu.airflow_conn_json("hubspot")
-    op = UpdateOpportunitiesOperator(
-        task_id="bench_rate_limited",
-        updates=rows,
-        max_concurrency=CONCURRENCY,
-        progress_every_rows=None,
-        progress_every_seconds=None,
-    )
-    summary = op.execute({"run_id": "bench-rate-limited"})  # type: ignore[arg-type]
-    emu.configure(rate_limit=None)
-    accounts = len(RATE_ACCOUNTS)
-    updated = summary["outcomes"]["updated"]
-    elapsed = summary["duration_s"]
-    allowed_rate = accounts * per_window / 10.0
-    # Fixed windows: the first window's budget is spendable at t=0, so steady-state goodput is
-    # what got through *after* it, per second, over the allowed rate.
-    steady = (updated - accounts * per_window) / elapsed if elapsed else 0.0
-    return {
-        "accounts": accounts,
-        "limit_per_10s": per_window,
-        "rows": summary["rows"],
-        "updated": updated,
-        "seconds": elapsed,
-        "requests": summary["requests_sent"],
-        "responses_429": summary["rate_limited"],
-        "share_429": round(summary["rate_limited"] / max(summary["requests_sent"], 1), 4),
-        "allowed_rows_per_second": allowed_rate,
-        "goodput_rows_per_second": round(steady, 2),
-        "goodput_fraction": round(steady / allowed_rate, 4),
-    }
-
-
-def bench_airflow(emu: Any, ids: list[str]) -> dict[str, Any]:
-    """(d) and (e) in a child with its own AIRFLOW_HOME and migrated sqlite DB."""
-    home = tempfile.mkdtemp(prefix="truto-bench-airflow-")
-    port = emu.base_url.rsplit(":", 1)[-1]
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": home,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": home,
-        "AIRFLOW_CONN_TRUTO_DEFAULT": emu.airflow_conn_json("hubspot"),
-        "AIRFLOW_CONN_TRUTO_HTTP": json.dumps(
-            {
-                "conn_type": "http",
-                "host": "127.0.0.1",
-                "port": int(port),
-                "schema": "http",
-                "extra": {"Authorization": f"Bearer {emu.token}"},
-            }
-        ),
-    }
-    spec = {"account": emu.accounts["hubspot"], "ids": ids, "body": BODY}
-    data = run_child("benchmarks.airflow_child", [json.dumps(spec)], env)
-    for key in ("d", "e"):
-        part = data[key]
-        tasks = sorted(part.pop("task_seconds"))
-        part["rows_per_second"] = round(part["rows"] / part["seconds"], 2)
-        part["p50_ms"] = round(1000 * tasks[len(tasks) // 2], 1) if tasks else None
-        part["p99_ms"] = round(1000 * tasks[min(len(tasks) - 1, int(0.99 * len(tasks)))], 1)
-    return data
-
-
-def bench_rss(emu: Any, sizes: list[int], ids: list[str]) -> dict[str, Any]:
-    """Peak RSS of a child running the operator over JSON Lines of each size."""
-    out: dict[str, Any] = {}
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="truto-bench-rss-"))
-    env = {**os.environ, "AIRFLOW_CONN_TRUTO_DEFAULT": emu.airflow_conn_json("hubspot")}
-    for size in sizes:
-        path = workdir / f"rows-{size}.jsonl"
-        with path.open("w") as fh:
-            for n in range(size):
-                row = {"id": ids[n % len(ids)], "body": {"amount": n, "name": f"Deal {n}"}}
-                fh.write(json.dumps(row) + "\n")
-        out[str(size)] = run_child("benchmarks.rss_child", [str(path), f"bench-rss-{size}"], env)
-        path.unlink()
+    out.pop("task_ms", None)
     return out
 
 
-def _row(name: str, r: dict[str, Any]) -> str:
-    p50 = "-" if r.get("p50_ms") is None else f"{r['p50_ms']:.1f}"
-    p99 = "-" if r.get("p99_ms") is None else f"{r['p99_ms']:.1f}"
-    return (
-        f"{name:<58} {r['rows']:>7,} {r['seconds']:>9.2f} {r['rows_per_second']:>10,.1f} "
-        f"{p50:>9} {p99:>9}"
-    )
+def _alternating(
+    rounds: int, sides: dict[str, Callable[[], dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """Each round runs every side once; the order rotates, so no side always goes first."""
+    names = list(sides)
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        if r % 2:
+            order.reverse()
+        for name in order:
+            runs[name].append(sides[name]())
+            print(f"  {name} round {r + 1}: {table.brief(runs[name][-1])}", flush=True)
+    return {n: _median(v) for n, v in runs.items()}
+
+
+class Bench:
+    def __init__(self, emu: Any, args: argparse.Namespace) -> None:
+        self.emu = emu
+        self.args = args
+        self.account = emu.accounts["hubspot"]
+        self.env = {
+            **os.environ,
+            "AIRFLOW_CONN_TRUTO_DEFAULT": emu.airflow_conn_json("hubspot"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+        }
+        home = tempfile.mkdtemp(prefix="truto-bench-home-")
+        self.env.setdefault("AIRFLOW_HOME", home)
+        self.env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home}/airflow.db")
+        self._template_db: pathlib.Path | None = None
+
+    def spec(self, kind: str, ids: list[str], **extra: Any) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "base_url": self.emu.base_url,
+            "token": self.emu.token,
+            "account": self.account,
+            "ids": ids,
+            "body": BODY,
+            "run_id": f"bench-{kind}-{time.time_ns()}",
+            **extra,
+        }
+
+    def scenario(self, kind: str, ids: list[str], **extra: Any) -> Callable[[], dict[str, Any]]:
+        # run_id is fresh for every call: a repeated run_id would skip rows the ledger holds.
+        return lambda: run_child(
+            "benchmarks.scenario", [json.dumps(self.spec(kind, ids, **extra))], self.env
+        )
+
+    # -- (d) / (e) ------------------------------------------------------------------------------
+
+    def _airflow_env(self) -> dict[str, str]:
+        """A fresh AIRFLOW_HOME holding a copy of one migrated DB (migrated once per bench)."""
+        if self._template_db is None:
+            home = pathlib.Path(tempfile.mkdtemp(prefix="truto-bench-airflow-template-"))
+            env = self._home_env(home)
+            migrated = run_child("benchmarks.airflow_child", ["migrate"], env)
+            print(f"  airflow DB migrated once in {migrated['migrate_s']} s", flush=True)
+            self._template_db = home / "airflow.db"
+        home = pathlib.Path(tempfile.mkdtemp(prefix="truto-bench-airflow-"))
+        shutil.copy(self._template_db, home / "airflow.db")
+        return self._home_env(home)
+
+    def _home_env(self, home: pathlib.Path) -> dict[str, str]:
+        port = self.emu.base_url.rsplit(":", 1)[-1]
+        return {
+            **self.env,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home),
+            "AIRFLOW_CONN_TRUTO_HTTP": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": "127.0.0.1",
+                    "port": int(port),
+                    "schema": "http",
+                    "extra": {"Authorization": f"Bearer {self.emu.token}"},
+                }
+            ),
+        }
+
+    def mapped(self, which: str, ids: list[str]) -> Callable[[], dict[str, Any]]:
+        spec = json.dumps({"account": self.account, "ids": ids, "body": BODY})
+        return lambda: run_child("benchmarks.airflow_child", [which, spec], self._airflow_env())
+
+    # -- rate limit, JSON Lines ------------------------------------------------------------------
+
+    def rate_limited(self, per_window: int, windows: int, concurrency: int) -> dict[str, Any]:
+        """4 accounts, each ``per_window`` requests per 10 s; rows for ``windows`` windows each."""
+        emu = self.emu
+        emu.reset()
+        emu.configure(rate_limit=per_window, latency_ms=LATENCY_MS)
+        per_account = per_window * windows
+        columns = [
+            [(emu.accounts[a], i) for i in emu.opportunity_ids(emu.accounts[a])[:per_account]]
+            for a in RATE_ACCOUNTS
+        ]
+        path = pathlib.Path(tempfile.mkdtemp(prefix="truto-bench-rl-")) / "rows.jsonl"
+        with path.open("w") as fh:
+            for group in zip(*columns, strict=True):
+                for acct, opp in group:
+                    fh.write(
+                        json.dumps({"id": opp, "body": BODY, "integrated_account_id": acct}) + "\n"
+                    )
+        rows = per_account * len(RATE_ACCOUNTS)
+        spec = self.spec("operator", [], path=str(path), rows=rows, concurrency=concurrency)
+        result = run_child("benchmarks.scenario", [json.dumps(spec)], self.env)
+        emu.configure(rate_limit=None)
+        emu.reset()
+        accounts = len(RATE_ACCOUNTS)
+        updated = result["outcomes"]["updated"]
+        elapsed = result["seconds"]
+        allowed = accounts * per_window / 10.0
+        # Fixed windows: the first window's budget is spendable at t=0, so steady-state goodput
+        # is what got through *after* it, per second, over the allowed rate.
+        steady = (updated - accounts * per_window) / elapsed if elapsed else 0.0
+        return {
+            "accounts": accounts,
+            "limit_per_10s": per_window,
+            "rows": rows,
+            "updated": updated,
+            "seconds": elapsed,
+            "allowed_rows_per_second": allowed,
+            "goodput_rows_per_second": round(steady, 2),
+            "goodput_fraction": round(steady / allowed, 4),
+            "requests": result["requests"],
+            "responses_429": result["responses_429"],
+            "share_429": round(result["responses_429"] / max(result["requests"], 1), 4),
+            "outcomes": result["outcomes"],
+        }
+
+    def jsonl(self, sizes: list[int], ids: list[str], concurrency: int) -> dict[str, Any]:
+        """The operator over JSON Lines files end to end, progress lines shown live."""
+        out: dict[str, Any] = {}
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix="truto-bench-jsonl-"))
+        for size in sizes:
+            path = workdir / f"rows-{size}.jsonl"
+            with path.open("w") as fh:
+                for n in range(size):
+                    row = {"id": ids[n % len(ids)], "body": {"amount": n, "name": f"Deal {n}"}}
+                    fh.write(json.dumps(row) + "\n")
+            every = max(size // 5, 1000)
+            spec = self.spec(
+                "operator",
+                [],
+                path=str(path),
+                rows=size,
+                concurrency=concurrency,
+                progress_every_rows=every,
+            )
+            print(f"  {size:,} JSON Lines rows, concurrency {concurrency}:", flush=True)
+            out[str(size)] = run_child(
+                "benchmarks.scenario", [json.dumps(spec)], self.env, live=True
+            )
+            print(f"  {size:,} rows: {table.brief(out[str(size)])}", flush=True)
+            path.unlink()
+        return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="truto-airflow bulk benchmarks")
     parser.add_argument("--quick", action="store_true", help="small N everywhere")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario (median)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated groups: bulk,baselines,mapped,rate,jsonl,export (default: all)",
+    )
     args = parser.parse_args()
-    rows_a = 500 if args.quick else 2000
-    rows_b = 50 if args.quick else 200
-    rows_de = 5 if args.quick else 20
-    rate_r = 40 if args.quick else 100
-    rss_sizes = [2_000, 20_000] if args.quick else [10_000, 100_000]
+    quick = args.quick
+    rows_bulk = {32: 600, 128: 1200} if quick else {32: 3000, 128: 6000}
+    rows_b = 40 if quick else 150
+    rows_de = 6 if quick else 20
+    rate_r = 40 if quick else 100
+    jsonl_sizes = [2_000, 20_000] if quick else [10_000, 100_000]
+    groups = set(filter(None, args.only.split(","))) or {
+        "bulk",
+        "baselines",
+        "mapped",
+        "rate",
+        "jsonl",
+        "export",
+    }
 
-    from benchmarks import clients
+    from truto_airflow.emulator import EmulatorConfig, run_emulator
 
+    load_before = os.getloadavg()
     results: dict[str, Any] = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "latency_ms": LATENCY_MS,
         "seed": SEED,
-        "concurrency": CONCURRENCY,
+        "rounds": args.rounds,
+        "quick": quick,
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "scenarios": {},
         "notes": [
+            "every scenario runs in its own process; paired scenarios alternate their order; "
+            "figures are medians over rounds; CPU ms per row is the client process's user + "
+            "system time over the work, divided by rows (the emulator is another process)",
+            "(f) is the client ceiling: bare aiohttp, one session, on the operator's event loop "
+            "(uvloop when installed), nothing done per row but the request",
             "(c) is a faithful equivalent of truto-python-sdk's update (a new aiohttp session per "
             "call, raise_for_status, no retries): the SDK needs Python >= 3.12",
-            "(d)/(e) run N mapped tasks with dag.test() (sqlite, in-process); rows/s is N over "
-            "the dag.test() wall time and extrapolates linearly (per-task overhead)",
-            "(a) and (f) are each run three times, alternating; the best run of each counts "
-            "(the machine is shared)",
+            "(d)/(e) run N mapped tasks with dag.test() (sqlite, in-process), each DAG run in a "
+            "fresh process on a copy of one migrated DB; the per-task figure is the median "
+            "task instance duration",
         ],
     }
-    with _emulator(rows_a) as emu:
-        account = emu.accounts["hubspot"]
-        ids = emu.opportunity_ids(account)[:rows_a]
-        assert len(ids) == rows_a, f"the emulator seeded only {len(ids)} hubspot ids"
+    scen = results["scenarios"]
+    biggest = max(rows_bulk.values())
+    with run_emulator(
+        EmulatorConfig(seed=SEED, opportunities=biggest * 6, latency_ms=LATENCY_MS),
+        subprocess=True,
+    ) as emu:
+        bench = Bench(emu, args)
+        ids = emu.opportunity_ids(bench.account)[:biggest]
+        assert len(ids) == biggest, f"the emulator seeded only {len(ids)} hubspot ids"
         print(f"emulator at {emu.base_url}: latency {LATENCY_MS:.0f} ms, seed {SEED}", flush=True)
-        runs_a, runs_f = [], []
-        for n in range(3):
-            runs_f.append(
-                clients.aiohttp_ceiling(
-                    emu.base_url, emu.token, account, ids, BODY, CONCURRENCY
-                ).as_dict()
+        if "bulk" in groups:
+            for c in CONCURRENCY:
+                n = rows_bulk[c]
+                paired = _alternating(
+                    args.rounds,
+                    {
+                        f"a{c}": bench.scenario("operator", ids[:n], concurrency=c),
+                        f"f{c}": bench.scenario("aiohttp", ids[:n], concurrency=c),
+                    },
+                )
+                scen.update(paired)
+        if "baselines" in groups:
+            scen.update(
+                _alternating(
+                    args.rounds,
+                    {
+                        "b": bench.scenario("sequential", ids[:rows_b], concurrency=1),
+                        "c": bench.scenario("sdk", ids[: rows_bulk[32]], concurrency=32),
+                    },
+                )
             )
-            runs_a.append(bench_operator(emu, ids, f"bench-a-{n}-{time.time_ns()}"))
-        results["a"] = max(runs_a, key=lambda r: r["rows_per_second"])
-        results["f"] = max(runs_f, key=lambda r: r["rows_per_second"])
-        results["a_runs"] = [r["rows_per_second"] for r in runs_a]
-        results["f_runs"] = [r["rows_per_second"] for r in runs_f]
-        print("(a)/(f) done", flush=True)
-        results["b"] = clients.sequential_httpx2(
-            emu.base_url, emu.token, account, ids[:rows_b], BODY
-        ).as_dict()
-        results["c"] = clients.sdk_pattern(
-            emu.base_url, emu.token, account, ids, BODY, CONCURRENCY
-        ).as_dict()
-        print("(b)/(c) done", flush=True)
-        airflow = bench_airflow(emu, ids[:rows_de])
-        results["d"], results["e"] = airflow["d"], airflow["e"]
-        results["airflow_migrate_s"] = airflow["migrate_s"]
-        print("(d)/(e) done", flush=True)
-        results["rate_limited"] = bench_rate_limited(emu, rate_r, 3)
-        print("rate-limited done", flush=True)
-        emu.reset()
-        results["rss"] = bench_rss(emu, rss_sizes, ids)
-    from benchmarks.export import bench_export
-    from benchmarks.export import report as export_report
+        if "mapped" in groups:
+            scen.update(
+                _alternating(
+                    args.rounds,
+                    {"d": bench.mapped("d", ids[:rows_de]), "e": bench.mapped("e", ids[:rows_de])},
+                )
+            )
+        if "rate" in groups:
+            results["rate_limited"] = bench.rate_limited(rate_r, 3, 32)
+            print(f"  rate-limited: {results['rate_limited']}", flush=True)
+        if "jsonl" in groups:
+            emu.reset()
+            results["jsonl"] = bench.jsonl(jsonl_sizes, ids, 32)
+    if "export" in groups:
+        from benchmarks.export import bench_export
+        from benchmarks.export import report as export_report
 
-    results["export"] = bench_export(rss_sizes, LATENCY_MS, SEED)
-    print("export done", flush=True)
-    physical = CONCURRENCY / (LATENCY_MS / 1000.0)
-    a, f = results["a"]["rows_per_second"], results["f"]["rows_per_second"]
-    e_rate = results["e"]["rows_per_second"]
-    rl = results["rate_limited"]
-    small, big = (results["rss"][str(s)]["peak_rss_mb"] for s in rss_sizes)
-    results["physical_bound_rows_per_second"] = physical
-    results["ratios"] = {
-        "a_over_f": round(a / f, 3),
-        "a_over_e": round(a / e_rate, 1),
-        "a_over_physical": round(a / physical, 3),
-        "rss_big_over_small": round(big / small, 3),
-    }
-    targets = {
-        "a >= 0.85 x f": a >= 0.85 * f,
-        "a >= 50 x e": a >= 50 * e_rate,
-        "goodput >= 90%": rl["goodput_fraction"] >= 0.90,
-        "429s <= 2%": rl["share_429"] <= 0.02,
-        f"RSS({rss_sizes[1]:,}) <= 1.5 x RSS({rss_sizes[0]:,})": big <= 1.5 * small,
-    }
-    export = results["export"]
-    targets[f"export RSS({rss_sizes[1]:,}) <= 1.5 x RSS({rss_sizes[0]:,})"] = (
-        export["rss_big_over_small"] <= 1.5
-    )
-    check = export[f"{rss_sizes[1]}_faults"]["check"]
-    targets["export with faults: every record once"] = (
-        check["missing"] == check["duplicated"] == check["unknown"] == 0
-        and check["lines"] == check["expected"]
-    )
-    results["targets"] = targets
-
-    header = (
-        f"{'scenario':<58} {'rows':>7} {'seconds':>9} {'rows/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
-    )
+        results["export"] = bench_export(jsonl_sizes, LATENCY_MS, SEED)
+        print("\n".join(f"  {line}" for line in export_report(results["export"], jsonl_sizes)))
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    table.add_ratios(results)
     print()
-    print(header)
-    print("-" * len(header))
-    labels = {
-        "a": f"(a) UpdateOpportunitiesOperator, concurrency {CONCURRENCY}",
-        "b": "(b) sequential httpx2 loop",
-        "c": f"(c) SDK pattern (session per call), concurrency {CONCURRENCY}",
-        "d": "(d) mapped UpdateOpportunityOperator tasks (dag.test)",
-        "e": "(e) mapped HttpOperator tasks (dag.test)",
-        "f": f"(f) client ceiling: bare aiohttp, concurrency {CONCURRENCY}",
-    }
-    for key, label in labels.items():
-        print(_row(label, results[key]))
-    print(f"{'physical bound: concurrency / latency':<58} {'':>7} {'':>9} {physical:>10,.1f}")
-    print()
-    r = results["ratios"]
-    print(
-        f"(a)/(f) = {r['a_over_f']:.3f}   (a)/(e) = {r['a_over_e']:,.1f}   "
-        f"(a)/physical = {r['a_over_physical']:.3f}"
-    )
-    print(
-        f"rate-limited: {rl['accounts']} accounts x {rl['limit_per_10s']} req/10 s, "
-        f"{rl['rows']:,} rows in {rl['seconds']:.1f} s: goodput {rl['goodput_rows_per_second']:.1f}"
-        f" rows/s of {rl['allowed_rows_per_second']:.1f} allowed ({rl['goodput_fraction']:.1%}), "
-        f"429s {rl['responses_429']} of {rl['requests']} requests ({rl['share_429']:.2%})"
-    )
-    for size in rss_sizes:
-        x = results["rss"][str(size)]
-        print(
-            f"peak RSS, {size:>7,} JSONL rows: {x['peak_rss_mb']:.1f} MB "
-            f"({x['rows_per_second']:,.0f} rows/s, outcomes {x['outcomes']})"
-        )
-    print(f"RSS ratio: {r['rss_big_over_small']:.3f}")
-    print("\n".join(export_report(export, rss_sizes)))
-    print()
-    for name, met in targets.items():
-        print(f"target {name:<40} {'MET' if met else 'MISSED'}")
+    print(table.render(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for name in (f"bench-{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {RESULTS / f'bench-{stamp}.json'}")
+    print(
+        "README table: .venv/bin/python -m benchmarks.table --write benchmarks/results/latest.json"
+    )
 
 
 if __name__ == "__main__":
