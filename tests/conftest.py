@@ -67,3 +67,14 @@ def memory_store() -> None:
     from fsspec.implementations.memory import MemoryFileSystem
 
     attach("memory", fs=MemoryFileSystem())
+
+
+@pytest.fixture(autouse=True)
+def _forget_integrations() -> Any:
+    """Each test starts with an empty process-wide integration cache (preflight.INTEGRATIONS):
+    a lookup remembered by an earlier test must not hide the requests a test counts."""
+    from truto_airflow.preflight import INTEGRATIONS
+
+    INTEGRATIONS.clear()
+    yield
+    INTEGRATIONS.clear()

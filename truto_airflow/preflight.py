@@ -26,8 +26,12 @@ be said per field, and a whole integration is never blocked on missing data.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -45,6 +49,8 @@ from truto_airflow.exceptions import (
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 
 __all__ = [
+    "INTEGRATIONS",
+    "IntegrationCache",
     "IssueKind",
     "Preflight",
     "PreflightIssue",
@@ -302,6 +308,76 @@ def _resolved_from_account(account: Any) -> ResolvedIntegration:
     return ResolvedIntegration(None, "unresolved", "the integrated account has no integration.name")
 
 
+class IntegrationCache:
+    """Each account's integration, remembered across tasks in this process (one worker).
+
+    An integrated account's integration never changes, yet every mapped single-row task would
+    otherwise pay ``GET /integrated-account/{id}`` before its PATCH. Keyed by base URL, a
+    fingerprint of the token (a hash: the token itself is never kept) and the account, so a
+    different token or Truto environment makes its own lookup (which also proves that token may
+    see the account). Only resolved names are kept; failures and unresolved answers are asked
+    again next time. Bounded (least recently used out first) and with a TTL, so a long-lived
+    worker forgets accounts it no longer writes to. Thread-safe; shared by sync and async
+    lookups.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 4096,
+        ttl_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(base_url: str, token: str, account: str) -> tuple[str, str, str]:
+        fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
+        return (base_url, fingerprint, account)
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if self.clock() >= entry[0]:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, str, str], integration: str) -> None:
+        with self._lock:
+            self._entries[key] = (self.clock() + self.ttl_seconds, integration)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+#: The process-wide cache every :class:`Preflight` uses.
+INTEGRATIONS = IntegrationCache()
+
+
+def _cache_key(hook: Any, account: str | None) -> tuple[str, str, str] | None:
+    """The :data:`INTEGRATIONS` key for a lookup through ``hook``; None when it has no settings."""
+    settings = getattr(hook, "settings", None)
+    base_url, token = getattr(settings, "base_url", None), getattr(settings, "token", None)
+    if not (account and isinstance(base_url, str) and isinstance(token, str) and token):
+        return None
+    return IntegrationCache.key(base_url, token, account)
+
+
 class Preflight:
     """Preflight for one task: resolves integrations (cached per account), checks, logs once.
 
@@ -349,6 +425,8 @@ class Preflight:
             return self._resolved[key]
         if self.hook is None:
             resolved = ResolvedIntegration(None, "unresolved", "no hook to look the account up")
+        elif (remembered := self._remembered(key)) is not None:
+            resolved = remembered
         else:
             try:
                 account = self.hook.get_integrated_account(integrated_account_id)
@@ -359,7 +437,7 @@ class Preflight:
                     raise
                 resolved = ResolvedIntegration(None, "unresolved", str(exc))
             else:
-                resolved = _resolved_from_account(account)
+                resolved = self._remember(key, _resolved_from_account(account))
         self._resolved[key] = resolved
         return resolved
 
@@ -374,6 +452,9 @@ class Preflight:
         hook = self.hook
         if hook is None or not hasattr(hook, "aget_integrated_account"):
             return self.resolve(integrated_account_id)
+        if (remembered := self._remembered(key)) is not None:
+            self._resolved[key] = remembered
+            return remembered
         try:
             account = await hook.aget_integrated_account(integrated_account_id)
         except TrutoClientError as exc:
@@ -383,8 +464,20 @@ class Preflight:
                 raise
             resolved = ResolvedIntegration(None, "unresolved", str(exc))
         else:
-            resolved = _resolved_from_account(account)
+            resolved = self._remember(key, _resolved_from_account(account))
         self._resolved[key] = resolved
+        return resolved
+
+    def _remembered(self, account: str | None) -> ResolvedIntegration | None:
+        """The integration an earlier task in this process resolved (:data:`INTEGRATIONS`)."""
+        cache_key = _cache_key(self.hook, account)
+        name = INTEGRATIONS.get(cache_key) if cache_key else None
+        return ResolvedIntegration(name, "account") if name else None
+
+    def _remember(self, account: str | None, resolved: ResolvedIntegration) -> ResolvedIntegration:
+        cache_key = _cache_key(self.hook, account)
+        if cache_key and resolved.source == "account" and resolved.name:
+            INTEGRATIONS.put(cache_key, resolved.name)
         return resolved
 
     def _raise_if_failed(self, key: str | None) -> None:
