@@ -84,6 +84,10 @@ class OpportunityCapabilities:
         for slug, display in self._display.items():
             self._by_squashed[_squash(slug)] = slug
             self._by_squashed[_squash(display)] = slug
+        # Per-name answers, computed once: the bulk preflight asks for every row (issue 12).
+        self._slugs: dict[str, str] = {}
+        self._supported: dict[str, frozenset[str]] = {}
+        self._required: dict[str, frozenset[str]] = {}
 
     # -- names -------------------------------------------------------------------------------
     def integrations(self) -> frozenset[str]:
@@ -96,9 +100,13 @@ class OpportunityCapabilities:
 
     def normalise_integration(self, name: str) -> str:
         """Map ``"HubSpot"``, ``"hubspot"``, ``"Zendesk Sell"``, ``"zendesksell"`` to a slug."""
-        slug = self._by_squashed.get(_squash(name))
+        slug = self._slugs.get(name)
         if slug is None:
-            raise UnknownIntegrationError(name)
+            slug = self._by_squashed.get(_squash(name))
+            if slug is None:
+                raise UnknownIntegrationError(name)
+            if len(self._slugs) < 4096:  # names come from accounts: bounded all the same
+                self._slugs[name] = slug
         return slug
 
     def is_listed(self, integration: str) -> bool:
@@ -116,17 +124,25 @@ class OpportunityCapabilities:
     def supported_fields(self, integration: str) -> frozenset[str]:
         """Fields this integration applies; all fields for unlisted integrations."""
         slug = self.normalise_integration(integration)
-        listed = slug not in self._unlisted
-        return frozenset(
-            name
-            for name, spec in self._fields.items()
-            if spec.supported is None or not listed or slug in spec.supported
-        )
+        found = self._supported.get(slug)
+        if found is None:
+            listed = slug not in self._unlisted
+            found = self._supported[slug] = frozenset(
+                name
+                for name, spec in self._fields.items()
+                if spec.supported is None or not listed or slug in spec.supported
+            )
+        return found
 
     def required_fields(self, integration: str) -> frozenset[str]:
         """Fields this integration requires in every update body."""
         slug = self.normalise_integration(integration)
-        return frozenset(name for name, spec in self._fields.items() if slug in spec.required)
+        found = self._required.get(slug)
+        if found is None:
+            found = self._required[slug] = frozenset(
+                name for name, spec in self._fields.items() if slug in spec.required
+            )
+        return found
 
     def integrations_supporting(self, field: str) -> frozenset[str] | None:
         """Listed integrations supporting ``field``; ``None`` for the passthrough."""

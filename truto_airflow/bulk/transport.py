@@ -115,9 +115,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 timeout=self._raw_timeout(timeout),
             ) as response:
                 body = await response.read()
-                return httpx2.Response(
-                    response.status, headers=list(response.headers.items()), content=body
-                )
+                # The raw (bytes) header pairs: httpx2 keeps bytes, so no decode/encode per row.
+                return httpx2.Response(response.status, headers=response.raw_headers, content=body)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             request = httpx2.Request(method, url)
             raise self._translate(exc, request) from exc
