@@ -114,9 +114,16 @@ class Bench:
 
     def scenario(self, kind: str, ids: list[str], **extra: Any) -> Callable[[], dict[str, Any]]:
         # run_id is fresh for every call: a repeated run_id would skip rows the ledger holds.
-        return lambda: run_child(
-            "benchmarks.scenario", [json.dumps(self.spec(kind, ids, **extra))], self.env
-        )
+        return lambda: self.run_scenario(self.spec(kind, ids, **extra))
+
+    def run_scenario(self, spec: dict[str, Any], *, live: bool = False) -> dict[str, Any]:
+        """``benchmarks.scenario`` in a fresh process, its spec in a file (ids make it long)."""
+        path = pathlib.Path(tempfile.mkdtemp(prefix="truto-bench-spec-")) / "spec.json"
+        path.write_text(json.dumps(spec))
+        try:
+            return run_child("benchmarks.scenario", [str(path)], self.env, live=live)
+        finally:
+            path.unlink()
 
     # -- (d) / (e) ------------------------------------------------------------------------------
 
@@ -175,7 +182,7 @@ class Bench:
                     )
         rows = per_account * len(RATE_ACCOUNTS)
         spec = self.spec("operator", [], path=str(path), rows=rows, concurrency=concurrency)
-        result = run_child("benchmarks.scenario", [json.dumps(spec)], self.env)
+        result = self.run_scenario(spec)
         emu.configure(rate_limit=None)
         emu.reset()
         accounts = len(RATE_ACCOUNTS)

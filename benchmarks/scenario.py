@@ -1,4 +1,4 @@
-"""One benchmark scenario in a fresh process: ``python -m benchmarks.scenario '<json spec>'``.
+"""One benchmark scenario in a fresh process: ``python -m benchmarks.scenario SPEC.json``.
 
 ``benchmarks.run`` starts one of these per scenario and round, so no scenario pays another's
 cold start, warms another's caches or shares its heap. The child prints one ``RESULT {json}``
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import resource
 import sys
 import time
@@ -136,13 +137,14 @@ KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 def main() -> None:
-    spec = json.loads(sys.argv[1])
+    spec = json.loads(pathlib.Path(sys.argv[1]).read_text())
     if spec.get("profile"):  # cProfile of the work, sorted by own time, to the given path
         import cProfile
         import pstats
 
         profiler = cProfile.Profile()
         result = profiler.runcall(KINDS[spec["kind"]], spec)
+        profiler.dump_stats(spec["profile"] + ".prof")
         stats = pstats.Stats(profiler, stream=open(spec["profile"], "w"))  # noqa: SIM115
         stats.sort_stats("tottime").print_stats(40)
         stats.sort_stats("cumulative").print_stats(40)

@@ -54,6 +54,7 @@ def add_ratios(results: dict[str, Any]) -> None:
     d, e = s.get("d"), s.get("e")
     if d and e:
         ratios["task_median_d_over_e"] = _ratio(d["task_median_ms"], e["task_median_ms"])
+        ratios["cpu_d_over_e"] = _ratio(d.get("cpu_ms_per_row"), e.get("cpu_ms_per_row"))
         targets["mapped UpdateOpportunityOperator task median <= HttpOperator's"] = (
             d["task_median_ms"] <= e["task_median_ms"]
         )
@@ -121,7 +122,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     present = [(k, label) for k, label in others if k in s]
     if present:
-        out.append("| other ways | rows/s | CPU ms per row | per-task median ms |")
+        out.append("| other ways | rows/s | CPU ms per row (task) | per-task median ms |")
         out.append("|---|---|---|---|")
         for key, label in present:
             r = s[key]
@@ -133,9 +134,11 @@ def render(results: dict[str, Any]) -> str:
         out.append("")
     ratios = results.get("ratios", {})
     if "task_median_d_over_e" in ratios:
+        cpu = ratios.get("cpu_d_over_e")
         out.append(
             f"Mapped tasks: per-task median `UpdateOpportunityOperator` / `HttpOperator` = "
-            f"**{ratios['task_median_d_over_e']:.2f}** (preflight on)."
+            f"**{ratios['task_median_d_over_e']:.2f}** (preflight on)"
+            + (f"; CPU per task {cpu:.2f}." if cpu is not None else ".")
         )
     rl = results.get("rate_limited")
     if rl:

@@ -34,7 +34,8 @@ def _server(seen: list[str], status: dict[str, int] | None = None) -> Any:
     """A MockTransport handler: the account answers HubSpot, or ``status[account]``."""
 
     def handler(request: httpx2.Request) -> httpx2.Response:
-        seen.append(f"{request.url.host} {request.headers['authorization'][-6:]} {request.url.path}")
+        token_tail = request.headers["authorization"][-6:]
+        seen.append(f"{request.url.host} {token_tail} {request.url.path}")
         account = request.url.path.rsplit("/", 1)[-1]
         code = (status or {}).get(account, 200)
         if code != 200:
