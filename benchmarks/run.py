@@ -227,9 +227,7 @@ class Bench:
                 progress_every_rows=every,
             )
             print(f"  {size:,} JSON Lines rows, concurrency {concurrency}:", flush=True)
-            out[str(size)] = run_child(
-                "benchmarks.scenario", [json.dumps(spec)], self.env, live=True
-            )
+            out[str(size)] = self.run_scenario(spec, live=True)
             print(f"  {size:,} rows: {table.brief(out[str(size)])}", flush=True)
             path.unlink()
         return out

@@ -53,14 +53,7 @@ def operator(spec: dict[str, Any]) -> dict[str, Any]:
         max_concurrency=spec["concurrency"],
         progress_every_rows=every,
         progress_every_seconds=10.0 if every else None,
-    )
-    if every:  # progress lines on stderr, so the parent can show them while the run goes on
-        import logging
-
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("    progress: %(message)s"))
-        op.log.addHandler(handler)
-        op.log.setLevel(logging.INFO)
+    )  # progress lines go to stdout (Airflow's logger); benchmarks.run_child shows them live
     summary: dict[str, Any] = {}
 
     def work() -> dict[str, Any]:

@@ -207,9 +207,9 @@ def test_rerun_of_the_same_enrichment_sends_zero_writes(
     second, log = run_single(monkeypatch, "opp-pipedrive-0002", ENRICHMENT, skip_unchanged=True)
     assert second["outcome"] == "unchanged"
     assert set(second["unchanged"]) == set(ENRICHMENT)
-    # a new task: the account lookup and the read of the current state, and no write
+    # a new task on the same worker: the read of the current state and no write (the account's
+    # integration is remembered from the first task: preflight.INTEGRATIONS)
     assert [(r.method, r.path.split("/")[1]) for r in emu.requests(since=since)] == [
-        ("GET", "integrated-account"),
         ("GET", "unified"),
     ]
     assert len(patches(emu)) == 1
