@@ -51,13 +51,18 @@ class _Ref(_Strict):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _integers_only(cls, value: Any) -> Any:
-        """An integer becomes its exact digits; any other number is refused, not stringified.
+    def _reference_value(cls, value: Any) -> Any:
+        """An integer becomes its exact digits; any other number, and blank text, is refused.
 
         A float or ``Decimal`` id is what a numeric column with gaps becomes (pandas turns it
         into float64): ``5.0`` would be sent as ``"5.0"``, a gap as ``"nan"``, a 17-digit id
-        rounded. None of them is the id that was meant.
+        rounded. A blank cell (``" "``) names nothing, and some CRMs read a blank owner as
+        "unassign". None of them is the reference that was meant.
         """
+        if isinstance(value, str) and value and not value.strip():
+            raise ValueError(
+                f"{value!r} is blank; give the id (or name), or leave the reference out"
+            )
         if isinstance(value, (numbers.Real, Decimal)) and not isinstance(
             value, (bool, numbers.Integral)
         ):

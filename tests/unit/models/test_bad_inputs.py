@@ -182,6 +182,11 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("nan stage name", {"stage": {"name": NAN}}, "stage.name"),
     ("Decimal tag id", {"tags": [{"id": Decimal("5.5")}]}, "tags.0.id"),
     ("Decimal NaN stage id", {"stage": {"id": Decimal("NaN")}}, "stage.id"),
+    # audit: a blank cell is no reference (some CRMs read a blank owner as "unassign")
+    ("blank owner id", {"owner": {"id": " "}}, "owner.id"),
+    ("tab account id", {"account": {"id": "\t"}}, "account.id"),
+    ("blank stage name", {"stage": {"name": "  "}}, "stage.name"),
+    ("blank tag name", {"tags": [{"name": "\u00a0"}]}, "tags.0.name"),
     # audit: missing date-times (pandas.NaT) and impossible offsets on datetime objects
     ("NaT close_date", {"close_date": _NaT()}, "close_date"),
     ("NaT created_at", {"created_at": _NaT()}, "created_at"),
