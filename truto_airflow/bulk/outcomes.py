@@ -7,7 +7,10 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from truto_airflow.bulk.prepare import RowItem
 
 __all__ = [
     "LatencyHistogram",
@@ -117,6 +120,105 @@ class RowResult:
     already_applied: bool = False
     #: The validated body; written to the rejected-rows file, never to XCom or the log.
     body: Any = None
+
+    # -- one constructor per way a row ends -------------------------------------------------
+
+    @classmethod
+    def for_item(cls, item: RowItem, outcome: Outcome, **fields: Any) -> RowResult:
+        """A row's outcome with the row's identity (index, ids, line, body) filled in."""
+        return cls(
+            index=item.index,
+            outcome=outcome,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            line=item.line,
+            body=item.request.json_body,
+            **fields,
+        )
+
+    @classmethod
+    def updated(cls, item: RowItem, status_code: int) -> RowResult:
+        """Truto accepted the row's request."""
+        return cls(
+            index=item.index,
+            outcome=Outcome.UPDATED,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            status_code=status_code,
+            attempts=item.attempts,
+        )
+
+    @classmethod
+    def applied_earlier(cls, item: RowItem) -> RowResult:
+        """The success ledger says an earlier try of this run applied the row: not sent again."""
+        return cls(
+            index=item.index,
+            outcome=Outcome.UPDATED,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            already_applied=True,
+            line=item.line,
+        )
+
+    @classmethod
+    def failed(cls, item: RowItem, **fields: Any) -> RowResult:
+        """Truto (or the network, or a row step) refused the row."""
+        return cls.for_item(item, Outcome.FAILED, **fields)
+
+    @classmethod
+    def invalid(cls, item: RowItem, error: str, message: str) -> RowResult:
+        """The row cannot be sent as it is."""
+        return cls.for_item(item, Outcome.INVALID, error=error, message=message)
+
+    @classmethod
+    def cut_short(cls, item: RowItem, *, sent: bool) -> RowResult:
+        """The run stopped before the row finished: ``interrupted`` when it may have been sent,
+        else ``not_attempted``."""
+        return cls(
+            index=item.index,
+            outcome=Outcome.INTERRUPTED if sent else Outcome.NOT_ATTEMPTED,
+            opportunity_id=item.opportunity_id,
+            integrated_account_id=item.account,
+            attempts=item.attempts + item.throttles,
+            line=item.line,
+        )
+
+    @classmethod
+    def not_attempted(cls, index: int, opportunity_id: str | None, line: int | None) -> RowResult:
+        """The run stopped while the row was being read, before it was prepared."""
+        return cls(
+            index=index, outcome=Outcome.NOT_ATTEMPTED, opportunity_id=opportunity_id, line=line
+        )
+
+    @classmethod
+    def account_closed(
+        cls,
+        message: str,
+        *,
+        status: int | None,
+        error: str | None,
+        insight: dict[str, Any] | None = None,
+        remote: bool | None = None,
+    ) -> RowResult:
+        """The failure every later row of a closed account inherits (``index`` -1: no row)."""
+        return cls(
+            index=-1,
+            outcome=Outcome.FAILED,
+            status_code=status,
+            error=error,
+            message=message,
+            error_insight=insight,
+            is_remote_error=remote,
+        )
+
+    def as_cause(self) -> RowResult:
+        """This failure without its body, kept to explain why later rows were not sent."""
+        return RowResult(
+            index=self.index,
+            outcome=self.outcome,
+            status_code=self.status_code,
+            error=self.error,
+        )
 
     def to_dict(self, *, with_body: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
