@@ -137,28 +137,19 @@ class RowResult:
         )
 
     @classmethod
+    def _of(cls, item: RowItem, outcome: Outcome, **fields: Any) -> RowResult:
+        """A row's outcome with its index and ids (no body: the row is not rejected)."""
+        return cls(item.index, outcome, item.opportunity_id, item.account, **fields)
+
+    @classmethod
     def updated(cls, item: RowItem, status_code: int) -> RowResult:
         """Truto accepted the row's request."""
-        return cls(
-            index=item.index,
-            outcome=Outcome.UPDATED,
-            opportunity_id=item.opportunity_id,
-            integrated_account_id=item.account,
-            status_code=status_code,
-            attempts=item.attempts,
-        )
+        return cls._of(item, Outcome.UPDATED, status_code=status_code, attempts=item.attempts)
 
     @classmethod
     def applied_earlier(cls, item: RowItem) -> RowResult:
         """The success ledger says an earlier try of this run applied the row: not sent again."""
-        return cls(
-            index=item.index,
-            outcome=Outcome.UPDATED,
-            opportunity_id=item.opportunity_id,
-            integrated_account_id=item.account,
-            already_applied=True,
-            line=item.line,
-        )
+        return cls._of(item, Outcome.UPDATED, already_applied=True, line=item.line)
 
     @classmethod
     def failed(cls, item: RowItem, **fields: Any) -> RowResult:
@@ -174,14 +165,8 @@ class RowResult:
     def cut_short(cls, item: RowItem, *, sent: bool) -> RowResult:
         """The run stopped before the row finished: ``interrupted`` when it may have been sent,
         else ``not_attempted``."""
-        return cls(
-            index=item.index,
-            outcome=Outcome.INTERRUPTED if sent else Outcome.NOT_ATTEMPTED,
-            opportunity_id=item.opportunity_id,
-            integrated_account_id=item.account,
-            attempts=item.attempts + item.throttles,
-            line=item.line,
-        )
+        outcome = Outcome.INTERRUPTED if sent else Outcome.NOT_ATTEMPTED
+        return cls._of(item, outcome, attempts=item.attempts + item.throttles, line=item.line)
 
     @classmethod
     def not_attempted(cls, index: int, opportunity_id: str | None, line: int | None) -> RowResult:
