@@ -106,6 +106,10 @@ class RowItem:
         return cls(rec["i"], rec["o"], rec["a"], request, rec.get("l"), row_key=rec.get("r", ""))
 
 
+#: Longest reason kept for an invalid row (a body with many problems names each of them).
+_MESSAGE_LIMIT = 2000
+
+
 @dataclass
 class RowPreparer:
     """Validates rows with the hook's own checks and builds their PATCH requests."""
@@ -147,7 +151,7 @@ class RowPreparer:
             integrated_account_id=account
             or (None if account_raw is None else safe_text(account_raw)),
             error="invalid_row",
-            message=message,
+            message=safe_text(message, _MESSAGE_LIMIT),
             line=raw.line,
             body=data.get("body") if mapping else data,
         )

@@ -230,7 +230,7 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
         return f"unknown field {name!r}: did you mean {close[0]!r}? {escape}"
     return (
         f"unknown field {name!r}: Truto's unified opportunity has no such field. A custom "
-        f"field of the CRM goes under 'custom_fields': {{'custom_fields': {{'{name}': ...}}}}; "
+        f"field of the CRM goes under 'custom_fields': {{'custom_fields': {{{name!r}: ...}}}}; "
         f"other {escape}"
     )
 

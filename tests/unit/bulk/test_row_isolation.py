@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.conftest import TOKEN
@@ -127,6 +127,7 @@ def assert_isolated(summary: dict[str, Any], rows: int) -> None:
 
 
 @given(odd=row_shapes)
+@example(odd={"id": None, "body": {"\n": None}})  # a key with a newline once made a 2-line reason
 def test_no_row_shape_aborts_the_run(odd: Any) -> None:
     sent: list[str] = []
 

@@ -311,3 +311,12 @@ def test_native_rendered_big_integer_ids_are_sent_as_the_exact_string() -> None:
     zoho = 3652397000000649013
     body = parse_update_body({"owner": {"id": zoho}, "contact": [{"id": zoho + 1}]}).to_body()
     assert body == {"owner": {"id": str(zoho)}, "contact": [{"id": str(zoho + 1)}]}
+
+
+@pytest.mark.parametrize("key", ["\n", "a\nb", "x\r\ny", "\u2028"])
+def test_unknown_field_message_is_one_line_whatever_the_key(key: str) -> None:
+    with pytest.raises(TrutoInputError) as info:
+        parse_update_body({key: 1})
+    message = str(info.value)
+    assert not any(ch in message for ch in "\n\r\u2028"), message
+    assert repr(key) in message  # the key is shown quoted, so the user can see what it was
