@@ -178,6 +178,8 @@ def test_opportunity_response_keeps_unknown_fields() -> None:
     assert opp.model_extra == {"mapped_extra": True}
 
 
+#: Valid reference ids (a blank one is refused: tests/unit/models/test_bad_inputs.py).
+ref_ids = st.text(min_size=1, max_size=5).filter(str.strip)
 field_values = st.fixed_dictionaries(
     {},
     optional={
@@ -191,12 +193,8 @@ field_values = st.fixed_dictionaries(
         "close_date": st.one_of(
             st.none(), st.datetimes(timezones=st.sampled_from([dt.timezone.utc, None]))
         ),
-        "stage": st.one_of(
-            st.none(), st.builds(lambda i: {"id": i}, st.text(min_size=1, max_size=5))
-        ),
-        "contact": st.one_of(
-            st.none(), st.lists(st.builds(lambda i: {"id": i}, st.text(min_size=1, max_size=5)))
-        ),
+        "stage": st.one_of(st.none(), st.builds(lambda i: {"id": i}, ref_ids)),
+        "contact": st.one_of(st.none(), st.lists(st.builds(lambda i: {"id": i}, ref_ids))),
         "custom_fields": st.one_of(
             st.none(),
             st.dictionaries(st.text(max_size=5), st.integers(-(2**53) + 1, 2**53 - 1), max_size=3),
