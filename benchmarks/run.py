@@ -338,6 +338,8 @@ def main() -> None:
     table.add_ratios(results)
     print()
     print(table.render(results))
+    if not all(results["targets"].values()):
+        print("What bounds the bulk figures (profile): docs/bulk.md, section Performance.")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for name in (f"bench-{stamp}.json", "latest.json"):

@@ -126,7 +126,8 @@ def render(results: dict[str, Any]) -> str:
         out.append("|---|---|---|---|")
         for key, label in present:
             r = s[key]
-            cpu = "-" if r.get("cpu_ms_per_row") is None else f"{r['cpu_ms_per_row']:.3f}"
+            c = r.get("cpu_ms_per_row")
+            cpu = "-" if c is None else f"{c:,.0f}" if c >= 10 else f"{c:.3f}"
             out.append(
                 f"| {label} | {_n(r['rows_per_second'], 1 if r['rows_per_second'] < 100 else 0)}"
                 f" | {cpu} | {_n(r.get('task_median_ms'))} |"
