@@ -26,15 +26,19 @@ be said per field, and a whole integration is never blocked on missing data.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from truto_airflow.account_integration import (
+    INTEGRATIONS,
+    IntegrationCache,
+    ResolvedIntegration,
+    integration_from_account,
+    lookup_key,
+    resolved_from_account,
+)
 from truto_airflow.capabilities import (
     OpportunityCapabilities,
     UnknownIntegrationError,
@@ -280,104 +284,6 @@ def check_update(
     )
 
 
-def integration_from_account(account: Mapping[str, Any]) -> str | None:
-    """``integration.name`` of a ``GET /integrated-account/{id}`` answer, if present."""
-    integration = account.get("integration")
-    if isinstance(integration, Mapping):
-        name = integration.get("name")
-        if isinstance(name, str) and name.strip():
-            return name.strip()
-    name = account.get("integration_name")
-    return name.strip() if isinstance(name, str) and name.strip() else None
-
-
-@dataclass(frozen=True)
-class ResolvedIntegration:
-    """The integration behind an account, or why it could not be resolved."""
-
-    name: str | None
-    source: Literal["explicit", "account", "unresolved"]
-    detail: str | None = None
-
-
-def _resolved_from_account(account: Any) -> ResolvedIntegration:
-    """The integration named by a ``GET /integrated-account/{id}`` answer, if it names one."""
-    name = integration_from_account(account) if isinstance(account, Mapping) else None
-    if name:
-        return ResolvedIntegration(name, "account")
-    return ResolvedIntegration(None, "unresolved", "the integrated account has no integration.name")
-
-
-class IntegrationCache:
-    """Each account's integration, remembered across tasks in this process (one worker).
-
-    An integrated account's integration never changes, yet every mapped single-row task would
-    otherwise pay ``GET /integrated-account/{id}`` before its PATCH. Keyed by base URL, a
-    fingerprint of the token (a hash: the token itself is never kept) and the account, so a
-    different token or Truto environment makes its own lookup (which also proves that token may
-    see the account). Only resolved names are kept; failures and unresolved answers are asked
-    again next time. Bounded (least recently used out first) and with a TTL, so a long-lived
-    worker forgets accounts it no longer writes to. Thread-safe; shared by sync and async
-    lookups.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_entries: int = 4096,
-        ttl_seconds: float = 3600.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_entries = max_entries
-        self.ttl_seconds = ttl_seconds
-        self.clock = clock
-        self._entries: OrderedDict[tuple[str, str, str], tuple[float, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(base_url: str, token: str, account: str) -> tuple[str, str, str]:
-        fingerprint = hashlib.sha256(token.encode()).hexdigest()[:32]
-        return (base_url, fingerprint, account)
-
-    def get(self, key: tuple[str, str, str]) -> str | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if self.clock() >= entry[0]:
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: tuple[str, str, str], integration: str) -> None:
-        with self._lock:
-            self._entries[key] = (self.clock() + self.ttl_seconds, integration)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-#: The process-wide cache every :class:`Preflight` uses.
-INTEGRATIONS = IntegrationCache()
-
-
-def _cache_key(hook: Any, account: str | None) -> tuple[str, str, str] | None:
-    """The :data:`INTEGRATIONS` key for a lookup through ``hook``; None when it has no settings."""
-    settings = getattr(hook, "settings", None)
-    base_url, token = getattr(settings, "base_url", None), getattr(settings, "token", None)
-    if not (account and isinstance(base_url, str) and isinstance(token, str) and token):
-        return None
-    return IntegrationCache.key(base_url, token, account)
-
-
 class Preflight:
     """Preflight for one task: resolves integrations (cached per account), checks, logs once.
 
@@ -437,7 +343,7 @@ class Preflight:
                     raise
                 resolved = ResolvedIntegration(None, "unresolved", str(exc))
             else:
-                resolved = self._remember(key, _resolved_from_account(account))
+                resolved = self._remember(key, resolved_from_account(account))
         self._resolved[key] = resolved
         return resolved
 
@@ -464,18 +370,18 @@ class Preflight:
                 raise
             resolved = ResolvedIntegration(None, "unresolved", str(exc))
         else:
-            resolved = self._remember(key, _resolved_from_account(account))
+            resolved = self._remember(key, resolved_from_account(account))
         self._resolved[key] = resolved
         return resolved
 
     def _remembered(self, account: str | None) -> ResolvedIntegration | None:
         """The integration an earlier task in this process resolved (:data:`INTEGRATIONS`)."""
-        cache_key = _cache_key(self.hook, account)
+        cache_key = lookup_key(self.hook, account)
         name = INTEGRATIONS.get(cache_key) if cache_key else None
         return ResolvedIntegration(name, "account") if name else None
 
     def _remember(self, account: str | None, resolved: ResolvedIntegration) -> ResolvedIntegration:
-        cache_key = _cache_key(self.hook, account)
+        cache_key = lookup_key(self.hook, account)
         if cache_key and resolved.source == "account" and resolved.name:
             INTEGRATIONS.put(cache_key, resolved.name)
         return resolved
