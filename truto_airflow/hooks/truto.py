@@ -3,9 +3,9 @@
 Split the httpx way; this module is the hook itself (a private request path, short public
 methods, like Airflow's dbt-cloud hook). Its parts live beside it:
 
-* :mod:`~truto_airflow.hooks.connection`: the connection's settings (base URL, port rules, token);
-* :mod:`~truto_airflow.hooks.wire`: :class:`PreparedRequest`, the id rule, answers and errors;
-* :mod:`~truto_airflow.hooks.clients`: the pooled clients and their leases.
+* :mod:`~truto_airflow.hooks._connection`: the connection's settings (base URL, port rules, token);
+* :mod:`~truto_airflow.hooks._wire`: :class:`PreparedRequest`, the id rule, answers and errors;
+* :mod:`~truto_airflow.hooks._clients`: the pooled clients and their leases.
 
 The constructor does no I/O; the connection is read on first use. Requests are built and
 checked once (:meth:`TrutoHook.prepare_update`) and sent by either client, so the sync and
@@ -32,14 +32,14 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from truto_airflow.exceptions import TrutoAPIError, TrutoConfigError
 
 # The hook's parts, re-exported here (the public import path stays truto_airflow.hooks.truto).
-from truto_airflow.hooks.clients import USER_AGENT, _ClientLifecycle, _Leases
-from truto_airflow.hooks.connection import (
+from truto_airflow.hooks._clients import USER_AGENT, _ClientLifecycle, _Leases
+from truto_airflow.hooks._connection import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     TrutoConnectionSettings,
     normalise_base_url,
 )
-from truto_airflow.hooks.wire import (
+from truto_airflow.hooks._wire import (
     MAX_ID_LENGTH,
     OPPORTUNITIES_PATH,
     OpportunityListOptions,

@@ -41,7 +41,7 @@ from truto_airflow.redaction import redact, redact_data, secret_pattern
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from truto_airflow.hooks.connection import TrutoConnectionSettings
+    from truto_airflow.hooks._connection import TrutoConnectionSettings
 
 __all__ = ["MAX_ID_LENGTH", "OPPORTUNITIES_PATH", "PreparedRequest", "opportunity_path"]
 

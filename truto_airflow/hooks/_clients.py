@@ -25,8 +25,8 @@ from truto_airflow import __version__
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from truto_airflow.hooks.connection import TrutoConnectionSettings
-    from truto_airflow.hooks.wire import PreparedRequest
+    from truto_airflow.hooks._connection import TrutoConnectionSettings
+    from truto_airflow.hooks._wire import PreparedRequest
 
 __all__ = ["USER_AGENT"]
 
