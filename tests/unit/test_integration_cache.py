@@ -158,7 +158,7 @@ def test_cache_ttl_bound_and_key() -> None:
 def test_tls_context_built_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     import httpcore2
 
-    from truto_airflow.hooks import clients as hook_module  # where the TLS cache lives
+    from truto_airflow.hooks import _clients as hook_module  # where the TLS cache lives
 
     built: list[ssl.SSLContext] = []
     original = httpcore2.default_ssl_context
