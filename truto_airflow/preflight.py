@@ -323,56 +323,59 @@ class Preflight:
         that is not an account object leaves it unresolved (no preflight, one warning);
         transient errors propagate so the task retries rather than writing unchecked.
         """
-        if self.integration:
-            return ResolvedIntegration(self.integration, "explicit")
         key = integrated_account_id
-        self._raise_if_failed(key)
-        if key in self._resolved:
-            return self._resolved[key]
+        known = self._known(key)
+        if known is not None:
+            return known
         if self.hook is None:
-            resolved = ResolvedIntegration(None, "unresolved", "no hook to look the account up")
-        elif (remembered := self._remembered(key)) is not None:
-            resolved = remembered
-        else:
-            try:
-                account = self.hook.get_integrated_account(integrated_account_id)
-            except TrutoClientError as exc:
-                raise self._lookup_failed(key, exc) from None
-            except TrutoInputError as exc:
-                if isinstance(exc, TrutoConfigError):
-                    raise
-                resolved = ResolvedIntegration(None, "unresolved", str(exc))
-            else:
-                resolved = self._remember(key, resolved_from_account(account))
-        self._resolved[key] = resolved
-        return resolved
+            unresolved = ResolvedIntegration(None, "unresolved", "no hook to look the account up")
+            return self._settle(key, unresolved)
+        try:
+            account = self.hook.get_integrated_account(integrated_account_id)
+        except (TrutoClientError, TrutoInputError) as exc:
+            return self._settle(key, self._lookup_error(key, exc))
+        return self._settle(key, self._remember(key, resolved_from_account(account)))
 
     async def aresolve(self, integrated_account_id: str | None = None) -> ResolvedIntegration:
         """:meth:`resolve` over the hook's async client (same cache, same error handling)."""
-        if self.integration:
-            return ResolvedIntegration(self.integration, "explicit")
         key = integrated_account_id
-        if key in self._resolved:
-            return self._resolved[key]
-        self._raise_if_failed(key)
+        known = self._known(key)
+        if known is not None:
+            return known
         hook = self.hook
         if hook is None or not hasattr(hook, "aget_integrated_account"):
             return self.resolve(integrated_account_id)
-        if (remembered := self._remembered(key)) is not None:
-            self._resolved[key] = remembered
-            return remembered
         try:
             account = await hook.aget_integrated_account(integrated_account_id)
-        except TrutoClientError as exc:
-            raise self._lookup_failed(key, exc) from None
-        except TrutoInputError as exc:
-            if isinstance(exc, TrutoConfigError):
-                raise
-            resolved = ResolvedIntegration(None, "unresolved", str(exc))
-        else:
-            resolved = self._remember(key, resolved_from_account(account))
+        except (TrutoClientError, TrutoInputError) as exc:
+            return self._settle(key, self._lookup_error(key, exc))
+        return self._settle(key, self._remember(key, resolved_from_account(account)))
+
+    def _known(self, key: str | None) -> ResolvedIntegration | None:
+        """What needs no lookup: ``integration=``, this task's answer, or this process's; a
+        lookup that already failed for this task fails again (raises)."""
+        if self.integration:
+            return ResolvedIntegration(self.integration, "explicit")
+        self._raise_if_failed(key)
+        if key in self._resolved:
+            return self._resolved[key]
+        remembered = self._remembered(key)
+        return None if remembered is None else self._settle(key, remembered)
+
+    def _settle(self, key: str | None, resolved: ResolvedIntegration) -> ResolvedIntegration:
         self._resolved[key] = resolved
         return resolved
+
+    def _lookup_error(
+        self, key: str | None, exc: TrutoClientError | TrutoInputError
+    ) -> ResolvedIntegration:
+        """A refused lookup fails the task (with a hint); a config error propagates; any other
+        input error (an answer that is not an account) leaves the integration unresolved."""
+        if isinstance(exc, TrutoClientError):
+            raise self._lookup_failed(key, exc) from None
+        if isinstance(exc, TrutoConfigError):
+            raise exc
+        return ResolvedIntegration(None, "unresolved", str(exc))
 
     def _remembered(self, account: str | None) -> ResolvedIntegration | None:
         """The integration an earlier task in this process resolved (:data:`INTEGRATIONS`)."""
