@@ -156,18 +156,20 @@ def test_cache_ttl_bound_and_key() -> None:
 
 
 def test_tls_context_built_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    import httpcore2
+    import httpx2
 
     from truto_airflow.hooks import _clients as hook_module  # where the TLS cache lives
 
+    # Count httpx2's public builder, which the hook calls: what it does inside differs between
+    # httpx2 releases (2.14, the last for Python 3.10, uses truststore; 2.15 asks httpcore2).
     built: list[ssl.SSLContext] = []
-    original = httpcore2.default_ssl_context
+    original = httpx2.create_ssl_context
 
-    def counting(**kwargs: Any) -> ssl.SSLContext:
-        built.append(original(**kwargs))
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(original(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(httpcore2, "default_ssl_context", counting)
+    monkeypatch.setattr(httpx2, "create_ssl_context", counting)
     monkeypatch.setattr(hook_module, "_SSL_CONTEXTS", {}, raising=False)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
