@@ -9,12 +9,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
-from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.bulk.engine import BulkEngine, BulkRunError, BulkSettings
 from truto_airflow.bulk.ledger import (
     LedgerStore,
@@ -47,10 +43,13 @@ from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
-from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.models.options import ResponseFormat
-from truto_airflow.preflight import Preflight, coerce_flag, validate_policy
-from truto_airflow.rendered import blank_to_none, rendered_mapping
+from truto_airflow.operators._base import (
+    QUERY_TEMPLATE_FIELDS,
+    SAFETY_TEMPLATE_FIELDS,
+    TrutoWriteOperator,
+)
+from truto_airflow.rendered import blank_to_none
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +93,7 @@ def supervisor_watch() -> Callable[[], str | None]:
     return check
 
 
-class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
+class UpdateOpportunitiesOperator(TrutoWriteOperator):
     """Update many CRM opportunities through Truto, every row accounted for.
 
     Each row is ``{"id": ..., "body": {...}, "integrated_account_id": ... (optional)}``. Rows are
@@ -157,26 +156,17 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         "max_failed_ratio",
         "rejected_rows_path",
         "checkpoint_path",
-        "response_format",
-        "ignore_remote_data",
-        "exclude_fields",
-        "remote_query",
-        "unsupported_fields",
-        "integration",
-        "skip_unchanged",
-        "plan_only",
+        *QUERY_TEMPLATE_FIELDS,
+        *SAFETY_TEMPLATE_FIELDS,
         "plan_path",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"updates": "json"}
-    template_ext: Sequence[str] = ()
     ui_color = "#d6ecfa"
 
     def __init__(
         self,
         *,
         updates: Any,
-        integrated_account_id: Any = None,
-        truto_conn_id: str = TrutoHook.default_conn_name,
         max_concurrency: int = 32,
         max_concurrency_per_account: int | None = None,
         max_failed: Any = None,
@@ -188,29 +178,15 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         resend_applied: bool = False,
         progress_every_rows: int | None = 1000,
         progress_every_seconds: float | None = 30.0,
-        response_format: Any = None,
-        ignore_remote_data: Any = None,
-        exclude_fields: Any = None,
-        remote_query: Any = None,
         max_throttle_seconds: float = 300.0,
         steps: Sequence[RowStep] = (),
         planners: Sequence[Any] = (),
-        hook_params: Mapping[str, Any] | None = None,
         http_transport: str = "auto",
-        unsupported_fields: Any = "error",
-        integration: Any = None,
-        skip_unchanged: Any = False,
-        dry_run: Any = False,
         plan_path: Any = None,
         inline_plan: int = 100,
-        outlets: Any = DEFAULT_OUTLETS,  # asset events, see truto_airflow.assets
         **kwargs: Any,
     ) -> None:
-        super().__init__(outlets=outlets, **kwargs)
-        self.unsupported_fields = unsupported_fields
-        self.integration = integration
-        self.skip_unchanged = skip_unchanged
-        self.plan_only = dry_run
+        super().__init__(**kwargs)
         self.plan_path = plan_path
         self.inline_plan = inline_plan
         if http_transport not in {"auto", "aiohttp", "httpx"}:
@@ -219,8 +195,6 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         if max_concurrency < 1:
             raise TrutoInputError("max_concurrency must be >= 1")
         self.updates = updates
-        self.integrated_account_id = integrated_account_id
-        self.truto_conn_id = truto_conn_id
         self.max_concurrency = max_concurrency
         self.max_concurrency_per_account = max_concurrency_per_account
         self.max_failed = max_failed
@@ -232,10 +206,6 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         self.resend_applied = resend_applied
         self.progress_every_rows = progress_every_rows
         self.progress_every_seconds = progress_every_seconds
-        self.response_format = response_format
-        self.ignore_remote_data = ignore_remote_data
-        self.exclude_fields = exclude_fields
-        self.remote_query = remote_query
         self.max_throttle_seconds = max_throttle_seconds
         if planners:
             warnings.warn(
@@ -245,10 +215,9 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
                 stacklevel=2,
             )
         self.steps = [*steps, *planners]
-        self.hook_params = dict(hook_params or {})
 
-    @cached_property
-    def hook(self) -> TrutoHook:
+    def get_hook(self) -> TrutoHook:
+        """The hook on aiohttp's pool when ``http_transport`` allows it (see docs/bulk.md)."""
         params = dict(self.hook_params)
         if (
             self.http_transport != "httpx"
@@ -287,15 +256,15 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         return NullLedgerStore()
 
     def _preparer(self, identity: RunIdentity) -> RowPreparer:
-        fmt = blank_to_none(self.response_format)
+        options = self.response_options()
+        fmt = options["response_format"]
+        # A bad format fails the task here, not every row.
+        options["response_format"] = ResponseFormat.parse(fmt).value if fmt is not None else None
         return RowPreparer(
             hook=self.hook,
             identity=identity,
             integrated_account_id=blank_to_none(self.integrated_account_id),
-            response_format=ResponseFormat.parse(fmt).value if fmt is not None else None,
-            ignore_remote_data=blank_to_none(self.ignore_remote_data),
-            exclude_fields=blank_to_none(self.exclude_fields),
-            remote_query=rendered_mapping("remote_query", self.remote_query),
+            **options,
         )
 
     # -- execute ----------------------------------------------------------------------------
@@ -360,7 +329,7 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
             context,
             base_url=self.hook.settings.base_url,
             accounts=summary["accounts"],
-            dry_run=coerce_flag("dry_run", blank_to_none(self.plan_only)),
+            dry_run=self.dry_run_flag(),
             source=self.updates,
         )
         self.log.info("Bulk update outcomes:\n%s", format_outcome_table(summary))
@@ -383,18 +352,9 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         self, identity: RunIdentity, preparer: RowPreparer, source: RowSource
     ) -> DataSafetyStep:
         """Preflight, skip-unchanged and dry run as the first row step (docs/data_safety.md)."""
-        policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
-        skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
-        dry_run = coerce_flag("dry_run", blank_to_none(self.plan_only))
-        integration = blank_to_none(self.integration)
-        preflight = Preflight(
-            policy=policy,
-            integration=None if integration is None else str(integration),
-            hook=self.hook,
-            logger=self.log,
-        )
+        safety = self.safety_options()
         current = None
-        if skip or dry_run:
+        if safety.skip_unchanged or safety.dry_run:
             # Which ids each account needs decides GET-per-row vs the list endpoint.
             default = blank_to_none(self.integrated_account_id)
 
@@ -406,9 +366,9 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         return DataSafetyStep(
             self.hook,
             identity,
-            preflight=preflight,
-            skip_unchanged=skip,
-            dry_run=dry_run,
+            preflight=safety.preflight,
+            skip_unchanged=safety.skip_unchanged,
+            dry_run=safety.dry_run,
             current=current,
             plan=PlanRecorder(
                 destination=blank_to_none(self.plan_path), inline_limit=self.inline_plan
@@ -427,6 +387,4 @@ class UpdateOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         runner: LoopRunner | None = self.__dict__.get("_runner")
         if runner is not None and runner.stop():
             return  # the run unwinds, closes the hook's client, and execute raises
-        hook = self.__dict__.get("hook")
-        if hook is not None:
-            hook.close()
+        super().on_kill()

@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
-from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.bulk.progress import ProgressReporter
 from truto_airflow.exceptions import TrutoInputError, TrutoPaginationError
-from truto_airflow.hooks.truto import TrutoHook
-from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.models.options import validate_integrated_account_id
+from truto_airflow.operators._base import QUERY_TEMPLATE_FIELDS, TrutoBaseOperator
 from truto_airflow.output import account_line, atomic_output
 from truto_airflow.pagination import DEFAULT_MAX_PAGES
 from truto_airflow.preflight import coerce_flag
@@ -70,7 +65,7 @@ def _positive(name: str, value: Any, *, allow_none: bool = True) -> int | None:
     return number
 
 
-class ExportOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
+class ExportOpportunitiesOperator(TrutoBaseOperator):
     """Stream every opportunity of the given accounts to a JSON Lines file.
 
     One line per opportunity: Truto's record with ``integrated_account_id`` added. Returns
@@ -96,17 +91,13 @@ class ExportOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         "integrated_account_ids",
         "page_size",
         "limit",
-        "ignore_remote_data",
-        "exclude_fields",
-        "remote_query",
-        "response_format",
+        *QUERY_TEMPLATE_FIELDS,
         "query_params",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "remote_query": "json",
         "query_params": "json",
     }
-    template_ext: Sequence[str] = ()
     ui_color = "#e3f2e1"
 
     def __init__(
@@ -114,56 +105,33 @@ class ExportOpportunitiesOperator(TrutoLineageMixin, BaseOperator):
         *,
         output_path: Any,
         integrated_account_ids: Any = None,
-        truto_conn_id: str = TrutoHook.default_conn_name,
         page_size: Any = None,
         limit: Any = None,
-        ignore_remote_data: Any = None,
-        exclude_fields: Any = None,
-        remote_query: Any = None,
-        response_format: Any = None,
         query_params: Any = None,
         max_pages: int = DEFAULT_MAX_PAGES,
         progress_every_rows: int | None = 10_000,
         progress_every_seconds: float | None = 30.0,
-        hook_params: Mapping[str, Any] | None = None,
-        outlets: Any = DEFAULT_OUTLETS,  # asset events, see truto_airflow.assets
         **kwargs: Any,
     ) -> None:
-        super().__init__(outlets=outlets, **kwargs)
+        super().__init__(**kwargs)
         self.output_path = output_path
         self.integrated_account_ids = integrated_account_ids
-        self.truto_conn_id = truto_conn_id
         self.page_size = page_size
         self.limit = limit
-        self.ignore_remote_data = ignore_remote_data
-        self.exclude_fields = exclude_fields
-        self.remote_query = remote_query
-        self.response_format = response_format
         self.query_params = query_params
         self.max_pages = max_pages
         self.progress_every_rows = progress_every_rows
         self.progress_every_seconds = progress_every_seconds
-        self.hook_params = dict(hook_params or {})
-
-    @cached_property
-    def hook(self) -> TrutoHook:
-        return TrutoHook(truto_conn_id=self.truto_conn_id, **self.hook_params)
-
-    def on_kill(self) -> None:
-        hook = self.__dict__.get("hook")
-        if hook is not None:
-            hook.close()
 
     def _options(self) -> dict[str, Any]:
-        ignore = blank_to_none(self.ignore_remote_data)
+        page_size = _positive("page_size", self.page_size)
+        options: dict[str, Any] = {**self.response_options()}
+        ignore = options["ignore_remote_data"]
+        if ignore is not None:
+            options["ignore_remote_data"] = coerce_flag("ignore_remote_data", ignore)
         return {
-            "page_size": _positive("page_size", self.page_size),
-            "ignore_remote_data": None
-            if ignore is None
-            else coerce_flag("ignore_remote_data", ignore),
-            "exclude_fields": blank_to_none(self.exclude_fields),
-            "remote_query": rendered_mapping("remote_query", self.remote_query),
-            "response_format": blank_to_none(self.response_format),
+            "page_size": page_size,
+            **options,
             "params": rendered_mapping("query_params", self.query_params),
         }
 

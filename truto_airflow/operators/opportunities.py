@@ -13,23 +13,22 @@ import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
-from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
 from truto_airflow.exceptions import TrutoConfigError, TrutoInputError
-from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
+from truto_airflow.hooks.truto import PreparedRequest
 from truto_airflow.idempotency import context_identity, derive_idempotency_key
-from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
-from truto_airflow.preflight import Preflight, coerce_flag, validate_policy
-from truto_airflow.rendered import blank_to_none, rendered_mapping
+from truto_airflow.operators._base import (
+    QUERY_TEMPLATE_FIELDS,
+    SAFETY_TEMPLATE_FIELDS,
+    TrutoWriteOperator,
+)
+from truto_airflow.rendered import blank_to_none
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
@@ -67,7 +66,7 @@ def first_opportunity_url(result: Any) -> str | None:
     return None
 
 
-class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
+class UpdateOpportunityOperator(TrutoWriteOperator):
     """Update one CRM opportunity through Truto (``PATCH /unified/crm/opportunities/{id}``).
 
     Returns the updated opportunity (parsed JSON) as the task's XCom, and pushes its first CRM
@@ -115,22 +114,12 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
         "opportunity_id",
         "body",
         "integrated_account_id",
-        "response_format",
-        "ignore_remote_data",
-        "exclude_fields",
-        "remote_query",
+        *QUERY_TEMPLATE_FIELDS,
         "idempotency_key",
         "output_path",
-        "unsupported_fields",
-        "integration",
-        "skip_unchanged",
-        "plan_only",
+        *SAFETY_TEMPLATE_FIELDS,
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {
-        "body": "json",
-        "remote_query": "json",
-    }
-    template_ext: Sequence[str] = ()
+    template_fields_renderers: ClassVar[dict[str, str]] = {"body": "json", "remote_query": "json"}
     ui_color = "#e8f4fd"
     operator_extra_links = (TrutoOpportunityLink(),)
 
@@ -139,63 +128,26 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
         *,
         opportunity_id: Any,
         body: Any,
-        integrated_account_id: Any = None,
-        truto_conn_id: str = TrutoHook.default_conn_name,
         response_format: Any = "unified",
         ignore_remote_data: Any = False,
-        exclude_fields: Any = None,
-        remote_query: Any = None,
         idempotency_key: Any = None,
         output_path: Any = None,
-        hook_params: Mapping[str, Any] | None = None,
-        unsupported_fields: Any = "error",
-        integration: Any = None,
-        skip_unchanged: Any = False,
-        dry_run: Any = False,
-        outlets: Any = DEFAULT_OUTLETS,  # asset events, see truto_airflow.assets
         **kwargs: Any,
     ) -> None:
-        super().__init__(outlets=outlets, **kwargs)
-        self.unsupported_fields = unsupported_fields
-        self.integration = integration
-        self.skip_unchanged = skip_unchanged
-        # ``dry_run`` is a BaseOperator method (render templates), so the flag lives here.
-        self.plan_only = dry_run
+        super().__init__(
+            response_format=response_format, ignore_remote_data=ignore_remote_data, **kwargs
+        )
         self.opportunity_id = opportunity_id
         # A pydantic object is neither rendered nor serialised by Airflow (the UI and the
         # rendered-fields table would show its str()); its JSON body is, and keeps PATCH
         # semantics (unset fields absent, explicit None as null).
         self.body = body.to_body() if isinstance(body, OpportunityUpdate) else body
-        self.integrated_account_id = integrated_account_id
-        self.truto_conn_id = truto_conn_id
-        self.response_format = response_format
-        self.ignore_remote_data = ignore_remote_data
-        self.exclude_fields = exclude_fields
-        self.remote_query = remote_query
         self.idempotency_key = idempotency_key
         self.output_path = output_path
-        self.hook_params = dict(hook_params or {})
         if output_path is not None or str(getattr(response_format, "value", response_format)) == (
             ResponseFormat.STREAM.value
         ):
             warnings.warn(STREAM_DEPRECATION, DeprecationWarning, stacklevel=2)
-
-    # -- hook -----------------------------------------------------------------------------------
-
-    @cached_property
-    def hook(self) -> TrutoHook:
-        """The hook this task uses (override :meth:`get_hook` to customise it)."""
-        return self.get_hook()
-
-    def get_hook(self) -> TrutoHook:
-        """Build the :class:`TrutoHook` (no I/O happens here)."""
-        return TrutoHook(truto_conn_id=self.truto_conn_id, **self.hook_params)
-
-    def on_kill(self) -> None:
-        """Close the hook's connection pool so an in-flight request is abandoned."""
-        hook = self.__dict__.get("hook")
-        if hook is not None:
-            hook.close()
 
     # -- execution ------------------------------------------------------------------------------
 
@@ -218,16 +170,15 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
                 f"{response_format.value!r}); remove it or switch to streaming"
             )
         account = hook.resolve_account(blank_to_none(self.integrated_account_id))
+        options = self.response_options()
+        options["response_format"] = response_format.value
         caller_key = blank_to_none(self.idempotency_key)
         prepared = hook.prepare_update(
             self.opportunity_id,
             self.body if body is None else body,
             integrated_account_id=account,
-            response_format=response_format.value,
-            ignore_remote_data=blank_to_none(self.ignore_remote_data),
-            exclude_fields=blank_to_none(self.exclude_fields),
-            remote_query=rendered_mapping("remote_query", self.remote_query),
             idempotency_key=str(caller_key) if caller_key is not None else None,
+            **options,
         )
         if caller_key is None:
             dag_id, task_id, run_id, map_index = self._identity(context)
@@ -312,7 +263,7 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
     def _dry_run_flag(self) -> bool:
         """``dry_run`` as given, ``False`` when it is not a flag (``_data_safety`` says why)."""
         try:
-            return coerce_flag("dry_run", blank_to_none(self.plan_only))
+            return self.dry_run_flag()
         except TrutoInputError:
             return False
 
@@ -338,18 +289,10 @@ class UpdateOpportunityOperator(TrutoLineageMixin, BaseOperator):
     def _data_safety(self, context: Context, prepared: PreparedRequest) -> Any:
         """Preflight, read, decide (:func:`~truto_airflow.data_safety.decide`); the PATCH to
         send, or the XCom outcome (``unchanged``, or the dry run's plan)."""
-        policy = validate_policy(blank_to_none(self.unsupported_fields) or "error")
-        skip = coerce_flag("skip_unchanged", blank_to_none(self.skip_unchanged))
-        dry_run = coerce_flag("dry_run", blank_to_none(self.plan_only))
+        safety = self.safety_options()
+        policy, skip, dry_run = safety.policy, safety.skip_unchanged, safety.dry_run
         account = str(prepared.query.get("integrated_account_id"))
-        integration = blank_to_none(self.integration)
-        preflight = Preflight(
-            policy=policy,
-            integration=str(integration) if integration is not None else None,
-            hook=self.hook,
-            logger=self.log,
-        )
-        report = preflight.check(prepared.json_body, integrated_account_id=account)
+        report = safety.preflight.check(prepared.json_body, integrated_account_id=account)
         for issue in report.warnings(policy):
             self.log.warning("Preflight (opportunity %s): %s", self.opportunity_id, issue.message)
         current: Mapping[str, Any] | None = None
