@@ -28,8 +28,8 @@ once, because an Airflow retry of the same request cannot succeed; the rest are 
     │   └── TrutoBulkFatalError *    ... and no failure was transient: a retry cannot help
     ├── UnknownIntegrationError      (capabilities; also KeyError) no support table for a CRM
     ├── LedgerStoreError             (bulk.ledger; also RuntimeError) the run's ledger failed
-    ├── BulkRunError                 (bulk.engine; also RuntimeError) the engine itself failed
-    └── RunStopRequested             (bulk.engine; also RuntimeError) the run was told to stop
+    ├── BulkRunError                 (bulk.supervise; also RuntimeError) the engine itself failed
+    └── RunStopRequested             (bulk.supervise; also RuntimeError) the run was told to stop
 
 What each HTTP status means (error class, hook retry, task retry, bulk account closing) is
 written once, in :data:`STATUS_POLICY`; everything else (``retry.RETRY_STATUSES``, the bulk

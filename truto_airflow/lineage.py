@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from truto_airflow.assets import ASSET_SCHEME, crm_authority
 from truto_airflow.exceptions import TrutoInputError
@@ -36,6 +36,8 @@ __all__ = [
     "input_file_ref",
     "operator_lineage",
 ]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -86,29 +88,30 @@ def operator_lineage(
     from airflow.providers.openlineage.extractors import OperatorLineage
     from openlineage.client.event_v2 import InputDataset, OutputDataset
     from openlineage.client.facet_v2 import (
-        InputDatasetFacet,
-        OutputDatasetFacet,
         input_statistics_input_dataset,
         output_statistics_output_dataset,
     )
 
-    def input_dataset(ref: LineageRef) -> InputDataset:
-        facets: dict[str, InputDatasetFacet] = {}
-        if ref.has_statistics:
-            stats = input_statistics_input_dataset.InputStatisticsInputDatasetFacet
-            facets["inputStatistics"] = stats(rowCount=ref.rows, size=ref.size)
-        return InputDataset(namespace=ref.namespace, name=ref.name, inputFacets=facets)
+    def datasets(
+        refs: Iterable[LineageRef], side: str, dataset: Callable[..., _T], stats: Callable[..., Any]
+    ) -> list[_T]:
+        """``side`` is "input" or "output": OpenLineage names both datasets' facet argument and
+        statistics facet after it (``inputFacets`` / ``inputStatistics``, ...)."""
+        built = []
+        for ref in refs:
+            facets = {}
+            if ref.has_statistics:
+                facets[f"{side}Statistics"] = stats(rowCount=ref.rows, size=ref.size)
+            built.append(
+                dataset(namespace=ref.namespace, name=ref.name, **{f"{side}Facets": facets})
+            )
+        return built
 
-    def output_dataset(ref: LineageRef) -> OutputDataset:
-        facets: dict[str, OutputDatasetFacet] = {}
-        if ref.has_statistics:
-            stats = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
-            facets["outputStatistics"] = stats(rowCount=ref.rows, size=ref.size)
-        return OutputDataset(namespace=ref.namespace, name=ref.name, outputFacets=facets)
-
+    input_stats = input_statistics_input_dataset.InputStatisticsInputDatasetFacet
+    output_stats = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet
     return OperatorLineage(
-        inputs=[input_dataset(ref) for ref in inputs],
-        outputs=[output_dataset(ref) for ref in outputs],
+        inputs=datasets(inputs, "input", InputDataset, input_stats),
+        outputs=datasets(outputs, "output", OutputDataset, output_stats),
     )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from truto_airflow.account_integration import (
@@ -99,12 +99,7 @@ class PreflightIssue:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        return {
-            "kind": self.kind,
-            "integration": self.integration,
-            "field": self.field,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

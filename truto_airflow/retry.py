@@ -193,24 +193,20 @@ class RetryPolicy:
 
         return log_retry
 
+    def _controller_args(self, log: RetryLogger, what: str) -> dict[str, Any]:
+        """Everything but the sleep function: the sync and async controllers share the policy."""
+        return {
+            "stop": self._stop(),
+            "wait": self._wait,
+            "retry": tenacity.retry_if_exception(self.is_retryable),
+            "before_sleep": self._before_sleep(log, what),
+            "reraise": True,
+        }
+
     def retrying(self, log: RetryLogger, what: str) -> tenacity.Retrying:
         """A tenacity controller for one logical call (``what`` names it in logs)."""
-        return tenacity.Retrying(
-            stop=self._stop(),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(self.is_retryable),
-            before_sleep=self._before_sleep(log, what),
-            sleep=self.sleep,
-            reraise=True,
-        )
+        return tenacity.Retrying(sleep=self.sleep, **self._controller_args(log, what))
 
     def async_retrying(self, log: RetryLogger, what: str) -> tenacity.AsyncRetrying:
         """The asyncio twin of :meth:`retrying`, with the same policy."""
-        return tenacity.AsyncRetrying(
-            stop=self._stop(),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(self.is_retryable),
-            before_sleep=self._before_sleep(log, what),
-            sleep=self.async_sleep,
-            reraise=True,
-        )
+        return tenacity.AsyncRetrying(sleep=self.async_sleep, **self._controller_args(log, what))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 
 import truto_airflow
 from truto_airflow.exceptions import TrutoError
@@ -31,3 +32,37 @@ def test_every_exception_class_in_the_package_derives_from_truto_error() -> None
     )
     assert strays == []
     assert len(set(found)) >= 20  # the walk did see the tree
+
+
+def _drawn_tree() -> dict[str, str]:
+    """Class name -> the module the exceptions docstring's tree says defines it."""
+    from truto_airflow import exceptions
+
+    doc = exceptions.__doc__ or ""
+    drawn = {"TrutoError": "truto_airflow.exceptions"}
+    for line in doc.splitlines():
+        match = re.search(r"[├└]── (\w+)[ *]*(?:\(([\w.]+);)?", line)
+        if match:
+            drawn[match[1]] = f"truto_airflow.{match[2] or 'exceptions'}"
+    return drawn
+
+
+def test_the_tree_in_the_docstring_names_the_module_that_defines_each_class() -> None:
+    drawn = _drawn_tree()
+    misplaced = {
+        name: module
+        for name, module in drawn.items()
+        if getattr(importlib.import_module(module), name, None) is None
+        or getattr(importlib.import_module(module), name).__module__ != module
+    }
+    assert misplaced == {}
+
+
+def test_the_tree_in_the_docstring_draws_every_error_class() -> None:
+    defined = set()
+    for name in _modules():
+        for _, obj in inspect.getmembers(importlib.import_module(name), inspect.isclass):
+            if issubclass(obj, TrutoError) and obj.__module__ == name:
+                defined.add(obj.__name__)
+    assert len(defined) >= 20  # the walk did see the tree
+    assert defined - set(_drawn_tree()) == set()

@@ -8,6 +8,7 @@ defaults. Everything is checked here, once, when the hook first reads its connec
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
+#: The most retries a connection may ask for (each waits; more would only hide a dead service).
+MOST_RETRIES = 20
 
 
 def _is_loopback(host: str) -> bool:
@@ -122,27 +125,22 @@ class TrutoConnectionSettings:
                 "connection), which Truto does not use; put a base path in the host URL "
                 "instead, e.g. https://proxy.example.com/truto"
             )
-        base_url = normalise_base_url(host, port=port, conn_id=conn_id)
-        account = extra.get("integrated_account_id") or None
-        if account is not None:
-            try:
-                account = validate_integrated_account_id(
-                    account, source=f"connection {conn_id!r} extra 'integrated_account_id'"
-                )
-            except TrutoInputError as exc:
-                raise TrutoConfigError(str(exc)) from None
-        timeout = _extra_number(extra, "timeout", DEFAULT_TIMEOUT, conn_id, minimum=0.001)
-        retries = _extra_number(extra, "max_retries", DEFAULT_MAX_RETRIES, conn_id, minimum=0)
-        if retries != int(retries) or retries > 20:
-            raise TrutoConfigError(
-                f"connection {conn_id!r} extra 'max_retries' must be a whole number from 0 to 20"
-            )
         return cls(
-            base_url=base_url,
+            base_url=normalise_base_url(host, port=port, conn_id=conn_id),
             token=token,
-            integrated_account_id=account,
-            timeout=float(timeout),
-            max_retries=int(retries),
+            integrated_account_id=_extra_account(extra, conn_id),
+            timeout=_extra_number(extra, "timeout", DEFAULT_TIMEOUT, conn_id, minimum=0.001),
+            max_retries=int(
+                _extra_number(
+                    extra,
+                    "max_retries",
+                    DEFAULT_MAX_RETRIES,
+                    conn_id,
+                    minimum=0,
+                    maximum=MOST_RETRIES,
+                    whole=True,
+                )
+            ),
         )
 
 
@@ -208,9 +206,29 @@ def _with_port(url: httpx2.URL, port: int | str, conn_id: str) -> httpx2.URL:
     return url.copy_with(port=None if number == default else number)
 
 
+def _extra_account(extra: Mapping[str, Any], conn_id: str) -> str | None:
+    account = extra.get("integrated_account_id") or None
+    if account is None:
+        return None
+    try:
+        return validate_integrated_account_id(
+            account, source=f"connection {conn_id!r} extra 'integrated_account_id'"
+        )
+    except TrutoInputError as exc:
+        raise TrutoConfigError(str(exc)) from None
+
+
 def _extra_number(
-    extra: Mapping[str, Any], key: str, default: float, conn_id: str, *, minimum: float
+    extra: Mapping[str, Any],
+    key: str,
+    default: float,
+    conn_id: str,
+    *,
+    minimum: float,
+    maximum: float = math.inf,
+    whole: bool = False,
 ) -> float:
+    """A numeric extra (``default`` when absent or blank), refused outside its bounds."""
     raw = extra.get(key)
     if raw is None or raw == "":
         return default
@@ -220,6 +238,11 @@ def _extra_number(
         raise TrutoConfigError(
             f"connection {conn_id!r} extra {key!r} must be a number, got {raw!r}"
         ) from None
-    if value < minimum or value != value:
+    if whole and not (minimum <= value <= maximum and value == int(value)):
+        raise TrutoConfigError(
+            f"connection {conn_id!r} extra {key!r} must be a whole number from {minimum:g} to "
+            f"{maximum:g}"
+        )
+    if not minimum <= value <= maximum:  # NaN fails this too
         raise TrutoConfigError(f"connection {conn_id!r} extra {key!r} must be >= {minimum}")
     return value

@@ -157,6 +157,9 @@ def test_refused_base_urls_fail_before_sending(
         ({"timeout": 0}, "'timeout' must be >="),
         ({"max_retries": 2.5}, "whole number"),
         ({"max_retries": 99}, "whole number"),
+        ({"max_retries": -1}, "whole number from 0 to 20"),
+        ({"max_retries": "nan"}, "whole number from 0 to 20"),
+        ({"timeout": "nan"}, "'timeout' must be >="),
         ({"integrated_account_id": "acct-1"}, "not a UUID"),
     ],
 )
