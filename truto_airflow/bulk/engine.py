@@ -92,10 +92,6 @@ class BulkSettings:
     max_concurrency_per_account: int | None = None
     #: An account answering nothing but 429s for this long is closed (its rows fail).
     max_throttle_seconds: float = 300.0
-    #: Rows queued or in flight at once (default ``8 * max_concurrency``).
-    window: int | None = None
-    #: Rows queued in memory per account (default ``2 * max_concurrency``).
-    queue_per_account: int | None = None
     progress_every_rows: int | None = 1000
     progress_every_seconds: float | None = 30.0
     inline_rejected: int = 20
@@ -147,8 +143,10 @@ class BulkEngine(RowSending):
         #: Probe rounds without any HTTP answer after which an account is closed: a row's own
         #: attempts, but never fewer than three (one dropped connection is not a dead account).
         self.silent_rounds = max(self.max_retries, 2) + 1
-        self.window = s.window or 8 * s.max_concurrency
-        self.per_account = s.queue_per_account or max(2 * s.max_concurrency, 8)
+        #: Rows queued or in flight at once: the memory bound, whatever the input's size.
+        self.window = 8 * s.max_concurrency
+        #: Rows of one account queued in memory; the rest of a busy account waits in its spill.
+        self.per_account = max(2 * s.max_concurrency, 8)
         self.summary = SummaryBuilder()
         self._accounts: dict[str, AccountState] = {}
         self._ring: deque[AccountState] = deque()

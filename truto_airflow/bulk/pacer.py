@@ -34,30 +34,24 @@ _WINDOW_SLACK_S = 1.5
 
 @dataclass(frozen=True)
 class RateLimitInfo:
-    """The normalised ``ratelimit-*`` headers of one response."""
+    """The normalised ``ratelimit-*`` headers of one response.
+
+    Of ``ratelimit-limit: N;w=S`` only ``N`` is kept: where the current window ends is what
+    ``ratelimit-reset`` says, so the window's length (``w``) decides nothing here.
+    """
 
     limit: int | None
-    window_s: float | None
     remaining: int | None
     reset_s: float | None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
+        limit = _int((headers.get("ratelimit-limit") or "").partition(";")[0])
         remaining = _int(headers.get("ratelimit-remaining"))
         reset = parse_delay_seconds(headers.get("ratelimit-reset"))
-        raw_limit = headers.get("ratelimit-limit")
-        limit: int | None = None
-        window: float | None = None
-        if raw_limit:
-            head, _, params = raw_limit.partition(";")
-            limit = _int(head)
-            for part in params.split(";"):
-                key, _, value = part.strip().partition("=")
-                if key.strip().lower() == "w":
-                    window = parse_delay_seconds(value)
         if remaining is None and reset is None and limit is None:
             return None
-        return cls(limit=limit, window_s=window, remaining=remaining, reset_s=reset)
+        return cls(limit=limit, remaining=remaining, reset_s=reset)
 
 
 def _int(text: str | None) -> int | None:

@@ -51,7 +51,7 @@ def test_dead_account_is_probed_one_at_a_time_then_closed(fault: Exception) -> N
             in_flight[account] -= 1
 
     rows = interleave(rows_for(200, HEALTHY), rows_for(200, DEAD))
-    settings = BulkSettings(max_concurrency=8, window=32, progress_every_seconds=None)
+    settings = BulkSettings(max_concurrency=8, progress_every_seconds=None)
     engine = make_engine(handler, settings=settings, max_retries=3)
     summary = run(engine, rows)
     assert summary["accounts"][HEALTHY] == {"updated": 200}
@@ -103,7 +103,7 @@ def test_a_hanging_account_does_not_hold_the_reader() -> None:
         return httpx2.Response(200, json={"id": opp_id(request)})
 
     rows = rows_for(100, DEAD) + rows_for(300, HEALTHY)  # dead rows first: they fill its queue
-    settings = BulkSettings(max_concurrency=4, window=32, progress_every_seconds=None)
+    settings = BulkSettings(max_concurrency=4, progress_every_seconds=None)
     summary = run(make_engine(handler, settings=settings, max_retries=1), rows)
     assert opened_by_healthy_rows == []  # every healthy row was applied while it hung
     assert summary["accounts"][HEALTHY] == {"updated": 300}

@@ -226,9 +226,7 @@ def test_throttled_account_spills_to_disk_and_still_completes() -> None:
         return ok(request)
 
     rows = rows_for(300, ACCOUNTS[0]) + rows_for(50, ACCOUNTS[1])
-    settings = BulkSettings(
-        max_concurrency=4, window=16, queue_per_account=8, progress_every_seconds=None
-    )
+    settings = BulkSettings(max_concurrency=4, progress_every_seconds=None)
     engine = make_engine(handler, settings=settings)
     summary = run(engine, rows)
     assert summary["outcomes"]["updated"] == 350

@@ -20,7 +20,8 @@ def rl(limit: int, remaining: int, reset: int, **extra: str) -> dict[str, str]:
 
 def test_header_parsing() -> None:
     info = RateLimitInfo.from_headers(rl(110, 7, 3))
-    assert info == RateLimitInfo(limit=110, window_s=10.0, remaining=7, reset_s=3.0)
+    assert info == RateLimitInfo(limit=110, remaining=7, reset_s=3.0)
+    assert RateLimitInfo.from_headers({"ratelimit-limit": "5"}) == RateLimitInfo(5, None, None)
     assert RateLimitInfo.from_headers({"content-type": "application/json"}) is None
     odd = RateLimitInfo.from_headers({"ratelimit-remaining": "x", "ratelimit-reset": "-1"})
     assert odd is None

@@ -165,12 +165,13 @@ def test_reader_failure_ends_the_run_with_every_read_row_accounted() -> None:
 
 
 def test_reader_stuck_waiting_for_room_is_released_when_workers_die() -> None:
-    """A small window: the reader is parked in admission when the last worker dies."""
+    """The window (16 rows here) is far smaller than the input: the reader is parked in
+    admission when the last worker dies."""
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         raise RuntimeError("always")
 
-    settings = BulkSettings(max_concurrency=2, window=4, progress_every_seconds=None)
+    settings = BulkSettings(max_concurrency=2, progress_every_seconds=None)
     error = aborted(make_engine(handler, settings=settings), rows_for(100))
     assert_accounted(error.summary)
     assert error.summary["outcomes"]["updated"] == 0
