@@ -9,8 +9,8 @@ optional pre-send steps that may then change or settle a prepared row are in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from truto_airflow.bulk.outcomes import Outcome, RowResult, describe_exception, safe_text
@@ -18,6 +18,7 @@ from truto_airflow.bulk.rows import ROW_KEYS, RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.idempotency import derive_idempotency_key
 from truto_airflow.models.opportunity import parse_update_body
+from truto_airflow.models.options import TrutoQueryOptions
 
 if TYPE_CHECKING:
     from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
@@ -116,15 +117,12 @@ class RowPreparer:
 
     hook: TrutoHook
     identity: RunIdentity
-    integrated_account_id: str | None = None
-    response_format: str | None = None
-    ignore_remote_data: bool | None = None
-    exclude_fields: Sequence[str] | None = None
-    remote_query: Mapping[str, Any] | None = None
+    #: Truto's query options for every row; a row's own ``integrated_account_id`` wins.
+    options: TrutoQueryOptions = field(default_factory=TrutoQueryOptions)
 
     def _account(self, raw: Any) -> str:
         text = raw if raw is None or isinstance(raw, str) else str(raw)
-        return self.hook.resolve_account(text or self.integrated_account_id)
+        return self.hook.resolve_account(text or self.options.integrated_account_id)
 
     def prepare(self, raw: RawRow) -> RowItem | RowResult:
         """A :class:`RowItem`, or an ``invalid`` :class:`RowResult` saying what to fix.
@@ -183,15 +181,9 @@ class RowPreparer:
             return self._invalid(raw, str(exc))
         try:
             update = parse_update_body(data["body"])
+            options = dataclasses.replace(self.options, integrated_account_id=account)
             request = self.hook.prepare_update(
-                opp_id,
-                update,
-                integrated_account_id=account,
-                response_format=self.response_format,
-                ignore_remote_data=self.ignore_remote_data,
-                exclude_fields=self.exclude_fields,
-                remote_query=self.remote_query,
-                idempotency_key="pending",
+                opp_id, update, idempotency_key="pending", **dataclasses.asdict(options)
             )
         except TrutoInputError as exc:
             return self._invalid(raw, str(exc), account)

@@ -43,7 +43,7 @@ from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import context_identity
-from truto_airflow.models.options import ResponseFormat
+from truto_airflow.models.options import ResponseFormat, TrutoQueryOptions
 from truto_airflow.operators._base import (
     QUERY_TEMPLATE_FIELDS,
     SAFETY_TEMPLATE_FIELDS,
@@ -256,16 +256,14 @@ class UpdateOpportunitiesOperator(TrutoWriteOperator):
         return NullLedgerStore()
 
     def _preparer(self, identity: RunIdentity) -> RowPreparer:
-        options = self.response_options()
-        fmt = options["response_format"]
+        shape = self.response_options()
+        fmt = shape["response_format"]
         # A bad format fails the task here, not every row.
-        options["response_format"] = ResponseFormat.parse(fmt).value if fmt is not None else None
-        return RowPreparer(
-            hook=self.hook,
-            identity=identity,
-            integrated_account_id=blank_to_none(self.integrated_account_id),
-            **options,
+        shape["response_format"] = ResponseFormat.parse(fmt).value if fmt is not None else None
+        options = TrutoQueryOptions(
+            integrated_account_id=blank_to_none(self.integrated_account_id), **shape
         )
+        return RowPreparer(hook=self.hook, identity=identity, options=options)
 
     # -- execute ----------------------------------------------------------------------------
 

@@ -10,8 +10,12 @@ from typing import Any
 import httpx2
 import pytest
 
-from truto_airflow.bulk.rows import open_source
+from tests.unit.bulk.conftest import ACCOUNTS
+from truto_airflow.bulk.prepare import RowItem, RowPreparer, RunIdentity
+from truto_airflow.bulk.rows import RawRow, open_source
 from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.models.options import TrutoQueryOptions
 
 
 def test_list_and_json_string() -> None:
@@ -117,3 +121,28 @@ def test_a_row_that_cannot_be_kept_for_the_second_read_becomes_an_invalid_row() 
     assert scanned[0].data == rows[0] and scanned[0].error is None
     assert scanned[1].data is None and "could not be kept" in (scanned[1].error or "")
     assert [r.index for r in src.rows] == [0, 1]
+
+
+def test_the_run_query_options_reach_every_row_and_a_row_account_wins() -> None:
+    hook = TrutoHook(async_transport=httpx2.MockTransport(lambda request: httpx2.Response(500)))
+    options = TrutoQueryOptions(
+        integrated_account_id=ACCOUNTS[0],
+        response_format="raw",
+        ignore_remote_data=True,
+        exclude_fields=["remote_data"],
+        remote_query={"fields": "Amount"},
+    )
+    preparer = RowPreparer(hook=hook, identity=RunIdentity("d", "t", "r"), options=options)
+    rows = [
+        RawRow(0, {"id": "a", "body": {"amount": 1}}),
+        RawRow(1, {"id": "b", "body": {"amount": 2}, "integrated_account_id": ACCOUNTS[1]}),
+    ]
+    items = [preparer.prepare(row) for row in rows]
+    assert all(isinstance(item, RowItem) for item in items)
+    params = [dict(item.request.params) for item in items if isinstance(item, RowItem)]
+    assert [p["integrated_account_id"] for p in params] == ACCOUNTS[:2]
+    for p in params:
+        assert p["truto_response_format"] == "raw"
+        assert p["truto_ignore_remote_data"] == "true"
+        assert p["truto_exclude_fields[]"] == "remote_data"
+        assert p["remote_query[fields]"] == "Amount"

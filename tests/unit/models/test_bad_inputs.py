@@ -26,6 +26,7 @@ from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.json_values import NON_FINITE_TEXT
 from truto_airflow.models import parse_update_body
+from truto_airflow.models.options import TrutoQueryOptions
 from truto_airflow.operators.opportunities import UpdateOpportunityOperator
 
 #: The largest integer a JavaScript double holds exactly (Number.MAX_SAFE_INTEGER).
@@ -294,7 +295,8 @@ def _refused_by_operator(fragment: str, **kwargs: Any) -> None:
 
 
 def _bulk_row(hook: TrutoHook, row: dict[str, Any], **options: Any) -> RowResult:
-    preparer = RowPreparer(hook=hook, identity=RunIdentity("dag", "task", "run"), **options)
+    identity = RunIdentity("dag", "task", "run")
+    preparer = RowPreparer(hook=hook, identity=identity, options=TrutoQueryOptions(**options))
     result = preparer.prepare(RawRow(0, row))
     assert isinstance(result, RowResult), "the row was accepted"
     assert result.outcome is Outcome.INVALID
