@@ -48,10 +48,9 @@ def _percent(byte: int) -> str:
 
 
 def _literal(ch: str) -> str:
-    other = ch.swapcase()
-    if other != ch and len(other) == 1:
-        return f"{re.escape(ch)}|{re.escape(other)}"
-    return re.escape(ch)
+    # swapcase alone misses titlecase letters ("ᾘ" swaps to itself but lowers to "ᾐ").
+    cases = dict.fromkeys((ch, ch.swapcase(), ch.lower(), ch.upper()))
+    return "|".join(re.escape(c) for c in cases if len(c) == 1)
 
 
 def _char(ch: str) -> str:
