@@ -14,6 +14,7 @@ would end at B). The ordinal is stable across task retries as long as the input 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from truto_airflow.exceptions import TrutoInputError
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "RunIdentity",
     "body_fingerprint",
     "derive_idempotency_key",
     "validate_idempotency_key",
@@ -110,3 +112,51 @@ def context_identity(context: Mapping[str, Any]) -> tuple[str, str, str, int | N
     run_id = getattr(ti, "run_id", None) or str(context.get("run_id") or "manual")
     map_index = getattr(ti, "map_index", None)
     return str(dag_id), str(task_id), str(run_id), map_index if isinstance(map_index, int) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunIdentity:
+    """Where a write happens: the parts of its Idempotency-Key that survive task retries, and
+    the bulk input row when there is one (``row``, see the module docstring).
+
+    Built once per task from its context (:meth:`from_context`). The hook derives each write's
+    key from it once the write is validated (``prepare_update(..., idempotency_key=identity)``):
+    the body as sent, the account as resolved.
+    """
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int | None = None
+    #: The bulk input ordinal; ``None`` for a single write.
+    row: int | None = None
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any], *, dag_id: str, task_id: str) -> RunIdentity:
+        """The running task instance's identity; outside a task run (``op.execute({})`` in a
+        script) the caller's ``dag_id``/``task_id`` and the context's ``run_id`` (``manual``)."""
+        if context.get("ti") is not None or context.get("task_instance") is not None:
+            return cls(*context_identity(context))
+        return cls(dag_id, task_id, str(context.get("run_id") or "manual"))
+
+    def for_row(self, row: int) -> RunIdentity:
+        """This identity for bulk input row ``row``."""
+        return dataclasses.replace(self, row=row)
+
+    def key(self, *, account: str, opportunity_id: str, body: Mapping[str, Any]) -> str:
+        """The Idempotency-Key of sending ``body`` to ``opportunity_id`` from here."""
+        return derive_idempotency_key(
+            dag_id=self.dag_id,
+            task_id=self.task_id,
+            run_id=self.run_id,
+            map_index=self.map_index,
+            integrated_account_id=account,
+            opportunity_id=opportunity_id,
+            body=body,
+            row=self.row,
+        )
+
+    def row_key(self, *, row: int, account: str, opportunity_id: str, body: Any) -> str:
+        """The key of bulk input row ``row`` sending ``body`` (a row step that sends a smaller
+        body derives the smaller write's key with it)."""
+        return self.for_row(row).key(account=account, opportunity_id=opportunity_id, body=body)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from truto_airflow.bulk.outcomes import Outcome, RowResult, describe_exception, safe_text
 from truto_airflow.bulk.rows import ROW_KEYS, RawRow
 from truto_airflow.exceptions import TrutoInputError
-from truto_airflow.idempotency import derive_idempotency_key
+from truto_airflow.idempotency import RunIdentity  # defined there; this path keeps working
 from truto_airflow.models.opportunity import parse_update_body
 from truto_airflow.models.options import TrutoQueryOptions
 
@@ -24,30 +24,6 @@ if TYPE_CHECKING:
     from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
 
 __all__ = ["RowItem", "RowPreparer", "RunIdentity"]
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """Where the write happens: the parts of the Idempotency-Key that survive task retries."""
-
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int | None = None
-
-    def row_key(self, *, row: int, account: str, opportunity_id: str, body: Any) -> str:
-        """The Idempotency-Key of input row ``row`` sending ``body``: the one derivation for the
-        bulk path (preparing a row, and a row step that sends a smaller body)."""
-        return derive_idempotency_key(
-            dag_id=self.dag_id,
-            task_id=self.task_id,
-            run_id=self.run_id,
-            map_index=self.map_index,
-            integrated_account_id=account,
-            opportunity_id=opportunity_id,
-            body=body,
-            row=row,
-        )
 
 
 @dataclass(slots=True)
@@ -183,14 +159,13 @@ class RowPreparer:
             update = parse_update_body(data["body"])
             options = dataclasses.replace(self.options, integrated_account_id=account)
             request = self.hook.prepare_update(
-                opp_id, update, idempotency_key="pending", **dataclasses.asdict(options)
+                opp_id,
+                update,
+                idempotency_key=self.identity.for_row(raw.index),  # the hook derives the key
+                **dataclasses.asdict(options),
             )
         except TrutoInputError as exc:
             return self._invalid(raw, str(exc), account)
-        opp = str(opp_id)
-        key = self.identity.row_key(
-            row=raw.index, account=account, opportunity_id=opp, body=request.json_body
-        )
-        request = dataclasses.replace(request, idempotency_key=key)
         request.content  # noqa: B018 - encode now: a body that cannot go on the wire is invalid
-        return RowItem(raw.index, opp, account, request, raw.line, row_key=key)
+        key = str(request.idempotency_key)  # derived by the hook from the row's identity
+        return RowItem(raw.index, str(opp_id), account, request, raw.line, row_key=key)

@@ -12,8 +12,8 @@ import json
 import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import quote
 
 import httpx2
@@ -26,7 +26,7 @@ from truto_airflow.exceptions import (
     error_class_for_status,
     truncate,
 )
-from truto_airflow.idempotency import validate_idempotency_key
+from truto_airflow.idempotency import RunIdentity, validate_idempotency_key
 from truto_airflow.json_values import JsonValueError, json_value
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 from truto_airflow.models.options import (
@@ -43,7 +43,14 @@ if TYPE_CHECKING:
 
     from truto_airflow.hooks._connection import TrutoConnectionSettings
 
-__all__ = ["MAX_ID_LENGTH", "OPPORTUNITIES_PATH", "PreparedRequest", "opportunity_path"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "OPPORTUNITIES_PATH",
+    "PreparedRequest",
+    "RequestArgs",
+    "UpdateArgs",
+    "opportunity_path",
+]
 
 OPPORTUNITIES_PATH = "/unified/crm/opportunities"
 #: Response formats whose body is the CRM's own, not Truto's JSON object.
@@ -338,6 +345,24 @@ def _check_limit(limit: int | None) -> int | None:
     return limit
 
 
+class RequestArgs(TypedDict, total=False):
+    """Keyword arguments of any Truto request (``prepare``, ``request``)."""
+
+    #: The query, encoded with Truto's convention (:mod:`truto_airflow.query`).
+    params: Mapping[str, Any] | None
+    #: The ``Idempotency-Key`` header, sent as given (validated).
+    idempotency_key: str | None
+
+
+class UpdateArgs(TrutoQueryArgs, total=False):
+    """Keyword arguments of an opportunity update (``prepare_update``, ``update_opportunity``,
+    ``aupdate_opportunity``): Truto's query options and the ``Idempotency-Key``."""
+
+    #: A key sent as given; or the :class:`~truto_airflow.idempotency.RunIdentity` the hook
+    #: derives it from once the write is validated; ``None``: a fresh key for this one call.
+    idempotency_key: str | RunIdentity | None
+
+
 class _RequestBuilding:
     """Building and validating requests (mixed into the hook); sends nothing."""
 
@@ -365,16 +390,15 @@ class _RequestBuilding:
         method: str,
         path: str,
         *,
-        params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        idempotency_key: str | None = None,
         fields: Sequence[str] = (),
+        **args: Unpack[RequestArgs],
     ) -> PreparedRequest:
         """Encode the query with Truto's convention; any encoding problem is raised here."""
         if not path.startswith("/"):
             raise TrutoInputError(f"path must start with '/', got {path!r}")
         try:
-            pairs = encode_query(params or {})
+            pairs = encode_query(args.get("params") or {})
         except QueryEncodingError as exc:
             raise TrutoInputError(str(exc)) from None
         if json_body is not None:
@@ -382,14 +406,15 @@ class _RequestBuilding:
                 json_body = json_value(json_body, ("json",), free_form=False)
             except JsonValueError as exc:
                 raise TrutoInputError(f"request body: {exc}") from None
-        if idempotency_key is not None:
-            idempotency_key = validate_idempotency_key(idempotency_key)
+        idempotency_key = args.get("idempotency_key")
         return PreparedRequest(
             method=method.upper(),
             path=path,
             params=pairs,
             json_body=json_body,
-            idempotency_key=idempotency_key,
+            idempotency_key=None
+            if idempotency_key is None
+            else validate_idempotency_key(idempotency_key),
             fields=tuple(fields),
         )
 
@@ -398,23 +423,16 @@ class _RequestBuilding:
         opportunity_id: str,
         body: Mapping[str, Any] | OpportunityUpdate,
         *,
-        idempotency_key: str | None = None,
+        idempotency_key: str | RunIdentity | None = None,
         **options: Unpack[TrutoQueryArgs],
     ) -> PreparedRequest:
         """Validate everything about an opportunity update and build the PATCH; sends nothing.
 
-        ``options`` are Truto's query options (:class:`TrutoQueryOptions`)."""
-        return self._prepare_update(
-            opportunity_id, body, TrutoQueryOptions(**options), idempotency_key
-        )
-
-    def _prepare_update(
-        self,
-        opportunity_id: str,
-        body: Mapping[str, Any] | OpportunityUpdate,
-        options: TrutoQueryOptions,
-        idempotency_key: str | None,
-    ) -> PreparedRequest:
+        ``options`` are Truto's query options (:class:`TrutoQueryOptions`). The
+        ``Idempotency-Key`` is ``idempotency_key`` as given, or derived from a
+        :class:`~truto_airflow.idempotency.RunIdentity` (the one rule, ``idempotency.py``) from
+        the body as validated and the resolved account; without one, this call's own fresh key.
+        """
         path = opportunity_path(opportunity_id)
         update = parse_update_body(body)
         payload = update.to_body()
@@ -423,16 +441,31 @@ class _RequestBuilding:
                 f"the update for opportunity {opportunity_id!r} has no fields; give at least one "
                 "field (or skip the row upstream)"
             )
-        return self.prepare(
+        query = self._query(TrutoQueryOptions(**options))
+        identity: RunIdentity | None = None
+        given: str | None = None  # a RunIdentity's key is derived below, from the validated write
+        if isinstance(idempotency_key, RunIdentity):
+            identity = idempotency_key
+        elif idempotency_key is None:
+            given = f"truto-airflow-{uuid.uuid4()}"  # a direct call: one key for every attempt
+        else:
+            given = idempotency_key
+        prepared = self.prepare(
             "PATCH",
             path,
-            params=self._query(options),
+            params=query,
             json_body=payload,
-            idempotency_key=f"truto-airflow-{uuid.uuid4()}"
-            if idempotency_key is None
-            else idempotency_key,
+            idempotency_key=given,
             fields=update.field_names,
         )
+        if identity is None:
+            return prepared
+        key = identity.key(
+            account=query["integrated_account_id"],
+            opportunity_id=str(opportunity_id),
+            body=prepared.json_body,
+        )
+        return replace(prepared, idempotency_key=key)
 
     def _query(
         self, options: TrutoQueryOptions, extra: Mapping[str, Any] | None = None

@@ -44,6 +44,8 @@ from truto_airflow.hooks._wire import (
     OPPORTUNITIES_PATH,
     OpportunityListOptions,
     PreparedRequest,
+    RequestArgs,
+    UpdateArgs,
     _check_limit,
     _RequestBuilding,
     _ResponseMapping,
@@ -254,19 +256,10 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
                 response.close()
 
     def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        idempotency_key: str | None = None,
+        self, method: str, path: str, *, json: Any = None, **args: Unpack[RequestArgs]
     ) -> Any:
         """Call any Truto endpoint; return the parsed body. Query uses Truto's encoding."""
-        prepared = self.prepare(
-            method, path, params=params, json_body=json, idempotency_key=idempotency_key
-        )
-        return self.decode(self.send(prepared))
+        return self.decode(self.send(self.prepare(method, path, json_body=json, **args)))
 
     # -- typed calls --------------------------------------------------------------------------
 
@@ -274,19 +267,16 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
         self,
         opportunity_id: str,
         body: Mapping[str, Any] | OpportunityUpdate,
-        *,
-        idempotency_key: str | None = None,
-        **options: Unpack[TrutoQueryArgs],
+        **args: Unpack[UpdateArgs],
     ) -> Any:
         """``PATCH /unified/crm/opportunities/{id}``; returns the updated opportunity.
 
-        Everything is validated before sending. One ``Idempotency-Key`` (yours, or a fresh one)
-        is sent on every attempt, so a retry after a lost answer replays instead of re-applying.
-        ``options`` are Truto's query options (:class:`TrutoQueryOptions`).
+        Everything is validated before sending (:meth:`prepare_update`, which takes the same
+        arguments). One ``Idempotency-Key`` (yours, one derived from a ``RunIdentity``, or a
+        fresh one) is sent on every attempt, so a retry after a lost answer replays instead of
+        re-applying.
         """
-        prepared = self._prepare_update(
-            opportunity_id, body, TrutoQueryOptions(**options), idempotency_key
-        )
+        prepared = self.prepare_update(opportunity_id, body, **args)
         return self.decode_result(self.send(prepared), prepared)
 
     def get_opportunity(self, opportunity_id: str, **options: Unpack[TrutoQueryArgs]) -> Any:
@@ -410,14 +400,10 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
         self,
         opportunity_id: str,
         body: Mapping[str, Any] | OpportunityUpdate,
-        *,
-        idempotency_key: str | None = None,
-        **options: Unpack[TrutoQueryArgs],
+        **args: Unpack[UpdateArgs],
     ) -> Any:
         """Async :meth:`update_opportunity`."""
-        prepared = self._prepare_update(
-            opportunity_id, body, TrutoQueryOptions(**options), idempotency_key
-        )
+        prepared = self.prepare_update(opportunity_id, body, **args)
         return self.decode_result(await self.asend(prepared), prepared)
 
     async def aget_opportunity(

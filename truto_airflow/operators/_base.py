@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 
 from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.idempotency import RunIdentity
 from truto_airflow.lineage import TrutoLineageMixin
 from truto_airflow.models.options import ResponseShapeArgs
 from truto_airflow.preflight import (
@@ -143,6 +144,10 @@ class TrutoWriteOperator(TrutoBaseOperator):
         self.integration = integration
         self.skip_unchanged = skip_unchanged
         self.plan_only = dry_run
+
+    def run_identity(self, context: Mapping[str, Any]) -> RunIdentity:
+        """Where this task's writes happen, for their Idempotency-Keys (``idempotency.py``)."""
+        return RunIdentity.from_context(context, dag_id=self.dag_id, task_id=self.task_id)
 
     def dry_run_flag(self) -> bool:
         """The rendered ``dry_run`` option (a value that is not a flag is refused)."""

@@ -20,7 +20,7 @@ from truto_airflow.bulk.ledger import (
     TaskStateLedgerStore,
 )
 from truto_airflow.bulk.outcomes import format_outcome_table
-from truto_airflow.bulk.prepare import RowPreparer, RunIdentity
+from truto_airflow.bulk.prepare import RowPreparer
 from truto_airflow.bulk.rows import RowSource, open_source, resolve_path
 from truto_airflow.bulk.runner import LoopRunner
 from truto_airflow.bulk.safety import (
@@ -42,7 +42,7 @@ from truto_airflow.bulk.task_outcome import transient as _transient  # noqa: F40
 from truto_airflow.bulk.transport import AiohttpTransport, aiohttp_available
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks.truto import TrutoHook
-from truto_airflow.idempotency import context_identity
+from truto_airflow.idempotency import RunIdentity
 from truto_airflow.models.options import ResponseFormat, TrutoQueryOptions
 from truto_airflow.operators._base import (
     QUERY_TEMPLATE_FIELDS,
@@ -231,11 +231,6 @@ class UpdateOpportunitiesOperator(TrutoWriteOperator):
 
     # -- pieces -----------------------------------------------------------------------------
 
-    def _identity(self, context: Mapping[str, Any]) -> RunIdentity:
-        if context.get("ti") is not None or context.get("task_instance") is not None:
-            return RunIdentity(*context_identity(context))
-        return RunIdentity(self.dag_id, self.task_id, str(context.get("run_id") or "manual"))
-
     def _ledger_store(self, context: Mapping[str, Any], identity: RunIdentity) -> LedgerStore:
         path = blank_to_none(self.checkpoint_path)
         if path is not None:
@@ -272,7 +267,7 @@ class UpdateOpportunitiesOperator(TrutoWriteOperator):
         ratio = _number("max_failed_ratio", self.max_failed_ratio, kind=float)
         if ratio is not None and ratio > 1:
             raise TrutoInputError(f"max_failed_ratio must be between 0 and 1, got {ratio}")
-        identity = self._identity(context)
+        identity = self.run_identity(context)
         source = open_source(self.updates)
         preparer = self._preparer(identity)
         ledger = SuccessLedger(self._ledger_store(context, identity))

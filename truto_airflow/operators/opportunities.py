@@ -12,14 +12,12 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
 from truto_airflow.exceptions import TrutoConfigError, TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest
-from truto_airflow.idempotency import context_identity, derive_idempotency_key
 from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
@@ -173,34 +171,13 @@ class UpdateOpportunityOperator(TrutoWriteOperator):
         options = self.response_options()
         options["response_format"] = response_format.value
         caller_key = blank_to_none(self.idempotency_key)
-        prepared = hook.prepare_update(
+        return hook.prepare_update(
             self.opportunity_id,
             self.body if body is None else body,
             integrated_account_id=account,
-            idempotency_key=str(caller_key) if caller_key is not None else None,
+            idempotency_key=self.run_identity(context) if caller_key is None else str(caller_key),
             **options,
         )
-        if caller_key is None:
-            dag_id, task_id, run_id, map_index = self._identity(context)
-            prepared = replace(
-                prepared,
-                idempotency_key=derive_idempotency_key(
-                    dag_id=dag_id,
-                    task_id=task_id,
-                    run_id=run_id,
-                    map_index=map_index,
-                    integrated_account_id=account,
-                    opportunity_id=str(self.opportunity_id),
-                    body=prepared.json_body,
-                ),
-            )
-        return prepared
-
-    def _identity(self, context: Context | Mapping[str, Any]) -> tuple[str, str, str, int | None]:
-        if context.get("ti") is not None or context.get("task_instance") is not None:
-            return context_identity(context)
-        # Outside a task run (op.execute({}) in a script): this operator's own ids.
-        return self.dag_id, self.task_id, str(context.get("run_id") or "manual"), None
 
     def execute(self, context: Context) -> Any:
         """Validate, send the PATCH and return the updated opportunity (or stream summary)."""
