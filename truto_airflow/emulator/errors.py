@@ -8,27 +8,35 @@ add ``truto_is_remote_error: true``, the vendor body as ``raw_response`` and a
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-__all__ = ["ApiError", "error_body"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["ApiError", "ErrorDetails", "error_body"]
 
 
-def error_body(
-    status: int,
-    message: str,
-    *,
-    remote: bool = False,
-    raw_response: Any = None,
-    insight: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+class ErrorDetails(TypedDict, total=False):
+    """What an error body may say beyond its status and message."""
+
+    #: The error comes from the CRM behind Truto (adds ``truto_is_remote_error: true``).
+    remote: bool
+    #: The CRM's own error body, for a remote error.
+    raw_response: Any
+    #: ``truto_error_insight`` entries (a remote error gets ``remote_error`` by default).
+    insight: dict[str, Any] | None
+
+
+def error_body(status: int, message: str, **details: Unpack[ErrorDetails]) -> dict[str, Any]:
     """Build an error body exactly as Truto documents it."""
     body: dict[str, Any] = {
         "statusCode": status,
         "error": HTTPStatus(status).phrase,
         "message": message,
     }
-    insights = dict(insight or {})
-    if remote:
+    insights = dict(details.get("insight") or {})
+    if details.get("remote", False):
+        raw_response = details.get("raw_response")
         body["truto_is_remote_error"] = True
         body["raw_response"] = raw_response
         insights.setdefault(
@@ -41,21 +49,18 @@ def error_body(
 
 
 class ApiError(Exception):
-    """Raised inside handlers; the app turns it into a Truto error response."""
+    """Raised inside handlers; the app turns it into a Truto error response (``headers`` are
+    added to it)."""
 
     def __init__(
         self,
         status: int,
         message: str,
         *,
-        remote: bool = False,
-        raw_response: Any = None,
-        insight: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        **details: Unpack[ErrorDetails],
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = error_body(
-            status, message, remote=remote, raw_response=raw_response, insight=insight
-        )
+        self.body = error_body(status, message, **details)
         self.headers = dict(headers or {})

@@ -13,7 +13,7 @@ import numbers
 import typing
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -80,30 +80,32 @@ class IdRef(_Ref):
     id: str = Field(min_length=1)
 
 
-class StageRef(_Ref):
+class _IdOrNameRef(_Ref):
+    """A reference by id, by name, or both; one of them is required."""
+
+    #: The fix the error names when neither is given.
+    missing_hint: ClassVar[str]
+
+    id: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> _IdOrNameRef:
+        if self.id is None and self.name is None:
+            raise ValueError(self.missing_hint)
+        return self
+
+
+class StageRef(_IdOrNameRef):
     """The opportunity's stage: by id, by name, or both."""
 
-    id: str | None = Field(default=None, min_length=1)
-    name: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> StageRef:
-        if self.id is None and self.name is None:
-            raise ValueError("give the stage's id (or name), e.g. {'id': '123'}")
-        return self
+    missing_hint = "give the stage's id (or name), e.g. {'id': '123'}"
 
 
-class TagRef(_Ref):
+class TagRef(_IdOrNameRef):
     """A tag by id, by name, or both."""
 
-    id: str | None = Field(default=None, min_length=1)
-    name: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> TagRef:
-        if self.id is None and self.name is None:
-            raise ValueError("give the tag's id or name")
-        return self
+    missing_hint = "give the tag's id or name"
 
 
 class UrlRef(BaseModel):
