@@ -142,12 +142,6 @@ class PreflightReport:
             i.message for i in errors
         )
 
-    def raise_for_errors(self, policy: UnsupportedFieldsPolicy = "error") -> None:
-        """Raise :class:`TrutoInputError` (fail fast, no retries) if anything blocks the write."""
-        message = self.error_message(policy)
-        if message:
-            raise TrutoInputError(message)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable, for XCom and the bulk outcome report."""
         return {
@@ -296,13 +290,11 @@ class Preflight:
         integration: str | None = None,
         hook: Any = None,
         logger: logging.Logger | Any = None,
-        capabilities: OpportunityCapabilities | None = None,
     ) -> None:
         self.policy: UnsupportedFieldsPolicy = validate_policy(policy)
         self.integration = integration.strip() if isinstance(integration, str) else None
         self.hook = hook
         self.log: Any = logger or log
-        self.capabilities = capabilities or load_opportunity_capabilities()
         self._resolved: dict[str | None, ResolvedIntegration] = {}
         self._failed: dict[str | None, TrutoAPIError] = {}
         self._warned: set[str] = set()
@@ -428,31 +420,13 @@ class Preflight:
     ) -> PreflightReport:
         """Check one update; warns (once per integration) when no preflight is possible."""
         resolved = resolved or self.resolve(integrated_account_id)
-        report = check_update(resolved.name, update, capabilities=self.capabilities)
+        report = check_update(resolved.name, update)
         if not report.checked:
             key = report.integration or f"unresolved:{integrated_account_id}"
             if key not in self._warned:
                 self._warned.add(key)
                 detail = f" ({resolved.detail})" if resolved.detail else ""
                 self.log.warning("Preflight skipped: %s%s", report.note, detail)
-        return report
-
-    def enforce(self, report: PreflightReport, *, what: str = "the update") -> None:
-        """Raise on blocking issues; log the ones the policy lets through."""
-        for issue in report.warnings(self.policy):
-            self.log.warning("Preflight (%s): %s", what, issue.message)
-        report.raise_for_errors(self.policy)
-
-    def run(
-        self,
-        update: OpportunityUpdate | Mapping[str, Any],
-        *,
-        integrated_account_id: str | None = None,
-        what: str = "the update",
-    ) -> PreflightReport:
-        """:meth:`check` then :meth:`enforce`: returns the report or raises before any write."""
-        report = self.check(update, integrated_account_id=integrated_account_id)
-        self.enforce(report, what=what)
         return report
 
 

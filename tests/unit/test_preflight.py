@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -61,8 +62,7 @@ def test_unsupported_field_names_integration_field_and_fix() -> None:
     assert "'description'" in issue.message
     assert "remote_data" in issue.message
     assert "unsupported_fields='warn'" in issue.message
-    with pytest.raises(TrutoInputError, match=r"Pipedrive.*'description'"):
-        report.raise_for_errors("error")
+    assert re.search(r"Pipedrive.*'description'", report.error_message("error"))
 
 
 def test_policy_warn_and_ignore_let_unsupported_fields_through() -> None:
@@ -70,7 +70,7 @@ def test_policy_warn_and_ignore_let_unsupported_fields_through() -> None:
     assert [i.field for i in report.warnings("warn")] == ["description"]
     assert report.errors("warn") == []
     assert report.errors("ignore") == [] and report.warnings("ignore") == []
-    report.raise_for_errors("warn")  # does not raise
+    assert report.error_message("warn") == ""  # nothing blocks the write
     assert not report.ok("error") and report.ok("ignore")
 
 
@@ -243,7 +243,7 @@ def test_unlisted_integration_warns_once_per_task() -> None:
     logger = ListLogger()
     pf = Preflight(hook=FakeHook("salesforce"), logger=logger)
     for i in range(10):
-        report = pf.run({"description": f"row {i}"}, integrated_account_id=ACCOUNT)
+        report = pf.check({"description": f"row {i}"}, integrated_account_id=ACCOUNT)
         assert not report.checked
     assert len(logger.warnings) == 1
     assert "Salesforce" in logger.warnings[0]
@@ -271,7 +271,7 @@ def test_client_error_on_lookup_fails_with_that_error(status: int, cls: str, wor
     pf = Preflight(hook=hook, logger=logger)
     for _ in range(3):
         with pytest.raises(getattr(exceptions, cls)) as info:
-            pf.run({"description": "x"}, integrated_account_id=ACCOUNT)
+            pf.check({"description": "x"}, integrated_account_id=ACCOUNT)
         assert isinstance(info.value, AirflowFailException)  # no Airflow retries
         assert info.value.status_code == status
         assert words in str(info.value) and ACCOUNT in str(info.value)
@@ -301,7 +301,7 @@ def test_missing_connection_on_lookup_is_not_an_unknown_integration() -> None:
 
     hook = FakeHook(error=TrutoConfigError("Airflow connection 'truto_default' is not defined"))
     with pytest.raises(TrutoConfigError):
-        Preflight(hook=hook).run({"amount": 1}, integrated_account_id=ACCOUNT)
+        Preflight(hook=hook).check({"amount": 1}, integrated_account_id=ACCOUNT)
 
 
 def _lookup_answers(status: int, seen: list[str]) -> Callable[[httpx2.Request], httpx2.Response]:
@@ -362,29 +362,12 @@ def test_bulk_rows_fail_and_nothing_is_sent_when_the_lookup_is_refused(
 def test_transient_error_on_lookup_propagates() -> None:
     hook = FakeHook(error=TrutoServerError(status_code=502, message="bad gateway"))
     with pytest.raises(TrutoServerError):
-        Preflight(hook=hook).run({"amount": 1}, integrated_account_id=ACCOUNT)
-
-
-def test_enforce_raises_before_any_write_and_warns_under_warn() -> None:
-    body = {"description": "x", "amount": 5}
-    with pytest.raises(TrutoInputError, match="Pipedrive does not apply field 'description'"):
-        Preflight(hook=FakeHook("pipedrive")).run(body, integrated_account_id=ACCOUNT)
-    logger = ListLogger()
-    report = Preflight(hook=FakeHook("pipedrive"), policy="warn", logger=logger).run(
-        body, integrated_account_id=ACCOUNT, what="opportunity opp-1"
-    )
-    assert report.unsupported_fields == ["description"]
-    assert len(logger.warnings) == 1 and "opp-1" in logger.warnings[0]
-    silent = ListLogger()
-    Preflight(hook=FakeHook("pipedrive"), policy="ignore", logger=silent).run(
-        body, integrated_account_id=ACCOUNT
-    )
-    assert silent.warnings == []
+        Preflight(hook=hook).check({"amount": 1}, integrated_account_id=ACCOUNT)
 
 
 def test_logs_go_to_the_module_logger_by_default(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="truto_airflow.preflight"):
-        Preflight(integration="zoho_crm").run({"amount": 1})
+        Preflight(integration="zoho_crm").check({"amount": 1})
     assert "Zoho CRM" in caplog.text
 
 
