@@ -16,13 +16,13 @@ Row counts go into the standard ``outputStatistics`` / ``inputStatistics`` facet
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from truto_airflow.assets import ASSET_SCHEME, crm_authority
+from truto_airflow.bulk.rows import named_path, resolve_path
 from truto_airflow.exceptions import TrutoInputError
 
 if TYPE_CHECKING:
@@ -65,15 +65,11 @@ def crm_ref(base_url: str, integrated_account_id: str, *, rows: int | None = Non
 
 
 def file_ref(path: Any, *, rows: int | None = None, size: int | None = None) -> LineageRef:
-    """A JSON Lines file: a local path or an ``ObjectStoragePath`` (or its URL)."""
-    if isinstance(path, (str, os.PathLike)) and not hasattr(path, "protocol"):
-        text = os.fspath(path)
-        if "://" not in text or text.startswith("file://"):
-            local = pathlib.Path(text.removeprefix("file://")).absolute()
-            return LineageRef("file", str(local), rows=rows, size=size)
-        from airflow.sdk import ObjectStoragePath
-
-        path = ObjectStoragePath(text)
+    """A JSON Lines file: a local path or an ``ObjectStoragePath`` (or its URL), resolved as the
+    operators resolve it (:func:`~truto_airflow.bulk.rows.resolve_path`)."""
+    path = resolve_path(path)
+    if isinstance(path, pathlib.Path):
+        return LineageRef("file", str(path.absolute()), rows=rows, size=size)
     namespace = str(path.namespace)
     key = str(path.key)
     if namespace == "file":
@@ -121,11 +117,8 @@ WRITE_COUNTS = ("updated", "unchanged", "failed", "invalid")
 
 def input_file_ref(updates: Any) -> LineageRef | None:
     """The JSON Lines file a write operator read, when ``updates`` named one."""
-    if hasattr(updates, "protocol") or isinstance(updates, os.PathLike):
-        return file_ref(updates)
-    if isinstance(updates, str) and updates.strip() and not updates.strip().startswith("["):
-        return file_ref(updates.strip())
-    return None
+    path = named_path(updates)
+    return None if path is None else file_ref(path)
 
 
 class TrutoLineageMixin:

@@ -19,7 +19,7 @@ from truto_airflow.assets import (
     opportunities_asset,
     opportunities_asset_uri,
 )
-from truto_airflow.lineage import file_ref, operator_lineage
+from truto_airflow.lineage import file_ref, input_file_ref, operator_lineage
 from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
 from truto_airflow.retry import RetryPolicy
 
@@ -80,6 +80,22 @@ def test_file_refs_follow_openlineage_naming(tmp_path: pathlib.Path) -> None:
     assert file_ref(f"file://{tmp_path}/y.jsonl").name == f"{tmp_path}/y.jsonl"
     s3 = file_ref("s3://bucket/exports/opps.jsonl")
     assert (s3.namespace, s3.name) == ("s3://bucket", "exports/opps.jsonl")
+
+
+def test_lineage_names_the_file_the_operator_reads(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule says whether ``updates`` names a file and where it is (bulk.rows): lineage must
+    not report a file the operator never read, nor another path than the one it read."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    home = file_ref("~/rows.jsonl")
+    assert home.name == str(tmp_path / "rows.jsonl")
+    assert input_file_ref('{"id": "opp-1", "body": {"amount": 1}}') is None  # a rendered row
+    assert input_file_ref(' [{"id": "opp-1"}]') is None
+    assert input_file_ref([{"id": "opp-1"}]) is None
+    named = input_file_ref(b"rows.jsonl")
+    assert named is not None and named.name == str(tmp_path / "rows.jsonl")
 
 
 # -- single-row operator ------------------------------------------------------------------------

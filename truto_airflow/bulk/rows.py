@@ -25,7 +25,7 @@ from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.json_values import loads
 from truto_airflow.rendered import rendered_list
 
-__all__ = ["RawRow", "RowSource", "open_source", "resolve_path"]
+__all__ = ["RawRow", "RowSource", "named_path", "open_source", "resolve_path"]
 
 #: Keys a row may have; anything else is a mistake worth naming (fields belong under "body").
 ROW_KEYS = frozenset({"id", "body", "integrated_account_id"})
@@ -144,6 +144,25 @@ def resolve_path(path: Any) -> Any:
     return pathlib.Path(text).expanduser()
 
 
+def named_path(updates: Any) -> Any | None:
+    """The JSON Lines file ``updates`` names (as :func:`resolve_path` gives it), or ``None`` when
+    ``updates`` holds the rows themselves: a list or iterator, a rendered JSON list or row, blank.
+
+    The one rule for "is this input a file, and which": the engine reads that file and lineage
+    reports it.
+    """
+    if isinstance(updates, bytes):
+        updates = updates.decode()
+    if isinstance(updates, str):
+        text = updates.strip()
+        if not text or text.startswith(("[", "{")):  # a rendered list (or a lone row)
+            return None
+        return resolve_path(text)
+    if isinstance(updates, os.PathLike) or hasattr(updates, "protocol"):
+        return resolve_path(updates)
+    return None
+
+
 def _count_lines(path: pathlib.Path) -> int | None:
     """Non-blank lines of a local file, counted in binary chunks (for the progress ETA)."""
     try:
@@ -202,21 +221,8 @@ def open_source(updates: Any) -> RowSource:
         )
     if isinstance(updates, bytes):
         updates = updates.decode()
-    if isinstance(updates, str):
-        text = updates.strip()
-        if text.startswith(("[", "{")):  # a rendered list (or a lone row): never a path
-            parsed = rendered_list("updates", text) or []
-            return RowSource(
-                _iter_list(parsed),
-                len(parsed),
-                f"{len(parsed)} rows (JSON)",
-                reopen=lambda: _iter_list(parsed),
-            )
-        if not text:
-            raise TrutoInputError("updates rendered to an empty string; check the XCom or param")
-        updates = resolve_path(text)
-    if isinstance(updates, pathlib.Path) or hasattr(updates, "protocol"):
-        path = updates
+    path = named_path(updates)
+    if path is not None:
         if isinstance(path, pathlib.Path):
             if not path.is_file():
                 raise TrutoInputError(f"updates file {str(path)!r} does not exist")
@@ -225,6 +231,16 @@ def open_source(updates: Any) -> RowSource:
             total = None
         return RowSource(
             _iter_path(path), total, f"JSON Lines {path}", reopen=lambda: _iter_path(path)
+        )
+    if isinstance(updates, str):  # not a path: a rendered list (or a lone row), or blank
+        if not updates.strip():
+            raise TrutoInputError("updates rendered to an empty string; check the XCom or param")
+        parsed = rendered_list("updates", updates.strip()) or []
+        return RowSource(
+            _iter_list(parsed),
+            len(parsed),
+            f"{len(parsed)} rows (JSON)",
+            reopen=lambda: _iter_list(parsed),
         )
     if isinstance(updates, (list, tuple)):
         rows = updates
