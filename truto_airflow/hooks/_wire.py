@@ -154,6 +154,13 @@ class PreparedRequest:
         """``METHOD /path`` for logs and errors (no query string: it may hold customer data)."""
         return f"{self.method} {self.path}"
 
+    def build(self, client: httpx2.Client | httpx2.AsyncClient) -> httpx2.Request:
+        """This request for ``client`` (its base URL, timeouts and default headers apply): how a
+        prepared request goes on the wire, for every sending method of the hook."""
+        return client.build_request(
+            self.method, self.path, params=self.query, content=self.content, headers=self.headers
+        )
+
     def url(self, base_url: httpx2.URL | str) -> str:
         """The absolute URL under ``base_url``: the same bytes on the wire as
         ``client.request(method, path, params=query)``, built once (merging base URL and params

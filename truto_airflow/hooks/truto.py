@@ -197,13 +197,7 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
             for attempt in policy.retrying(self.log, request.what):
                 with attempt, self._lease() as client:
                     attempts = attempt.retry_state.attempt_number
-                    response = client.request(
-                        request.method,
-                        request.path,
-                        params=request.query,
-                        content=request.content,
-                        headers=request.headers,
-                    )
+                    response = client.send(request.build(client))
                     self._raise_for_status(response, request, attempts)
         except TrutoAPIError:
             raise
@@ -231,16 +225,7 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
                     with attempt, contextlib.ExitStack() as lease:
                         attempts = attempt.retry_state.attempt_number
                         client = lease.enter_context(self._lease())
-                        response = client.send(
-                            client.build_request(
-                                request.method,
-                                request.path,
-                                params=request.query,
-                                content=request.content,
-                                headers=request.headers,
-                            ),
-                            stream=True,
-                        )
+                        response = client.send(request.build(client), stream=True)
                         if not response.is_success:
                             response.read()
                             response.close()
@@ -380,13 +365,7 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
                     attempts = attempt.retry_state.attempt_number
                     client = self.lease_async_client()
                     try:
-                        response = await client.request(
-                            request.method,
-                            request.path,
-                            params=request.query,
-                            content=request.content,
-                            headers=request.headers,
-                        )
+                        response = await client.send(request.build(client))
                     finally:
                         await self.return_async_client(client)
                     self._raise_for_status(response, request, attempts)
@@ -406,18 +385,9 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
         prepared = self.prepare_update(opportunity_id, body, **args)
         return self.decode_result(await self.asend(prepared), prepared)
 
-    async def aget_opportunity(
-        self,
-        opportunity_id: str,
-        *,
-        integrated_account_id: str | None = None,
-        ignore_remote_data: bool | None = None,
-    ) -> Any:
-        """Async :meth:`get_opportunity`."""
-        options = TrutoQueryOptions(
-            integrated_account_id=integrated_account_id, ignore_remote_data=ignore_remote_data
-        )
-        prepared = self._prepare_get(opportunity_id, options)
+    async def aget_opportunity(self, opportunity_id: str, **options: Unpack[TrutoQueryArgs]) -> Any:
+        """Async :meth:`get_opportunity` (the same options)."""
+        prepared = self._prepare_get(opportunity_id, TrutoQueryOptions(**options))
         return self.decode_result(await self.asend(prepared), prepared)
 
     async def aget_integrated_account(

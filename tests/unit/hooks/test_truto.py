@@ -642,3 +642,24 @@ async def test_async_account_lookup_shares_the_sync_cache(truto_conn: str) -> No
         await hook.aget_integrated_account(ACCOUNT_ID)
     hook.get_integrated_account()
     assert [r.url.path for r in seen] == [f"/integrated-account/{ACCOUNT_ID}"]
+
+
+async def test_async_read_takes_the_same_query_options_as_the_sync_one(truto_conn: str) -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json=OPP)
+
+    options: dict[str, Any] = {"response_format": "raw", "exclude_fields": ["remote_data"]}
+    hook = TrutoHook(
+        truto_conn,
+        transport=httpx2.MockTransport(handler),
+        async_transport=httpx2.MockTransport(handler),
+    )
+    hook.get_opportunity("1", **options)
+    async with hook.async_session():
+        await hook.aget_opportunity("1", **options)
+    sync, aio = (dict(r.url.params.multi_items()) for r in seen)
+    assert sync == aio
+    assert sync["truto_response_format"] == "raw"
