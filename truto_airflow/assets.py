@@ -41,6 +41,7 @@ __all__ = [
     "convert_asset_to_openlineage",
     "crm_authority",
     "emit_asset_events",
+    "openlineage_name",
     "opportunities_asset",
     "opportunities_asset_uri",
     "sanitize_uri",
@@ -100,14 +101,20 @@ def sanitize_uri(parsed: urllib.parse.SplitResult) -> urllib.parse.SplitResult:
     return parsed._replace(netloc=netloc, path=f"/{account}/{'/'.join(_RESOURCE)}")
 
 
-def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> OpenLineageDataset:
-    """The OpenLineage dataset of a ``truto://`` asset: namespace ``truto://<host>``, name
+def openlineage_name(uri: str) -> tuple[str, str]:
+    """OpenLineage's ``(namespace, name)`` of a ``truto://`` asset URI: ``truto://<host>`` and
     ``<integrated_account_id>/crm/opportunities`` (scheme://authority + path, per OpenLineage's
-    naming conventions)."""
+    naming conventions). The task's own lineage uses it too, so both name one dataset."""
+    netloc, account = _split(urllib.parse.urlsplit(uri))
+    return f"{ASSET_SCHEME}://{netloc}", f"{account}/{'/'.join(_RESOURCE)}"
+
+
+def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> OpenLineageDataset:
+    """The OpenLineage dataset of a ``truto://`` asset (:func:`openlineage_name`)."""
     from airflow.providers.common.compat.openlineage.facet import Dataset
 
-    netloc, account = _split(urllib.parse.urlsplit(asset.uri))
-    return Dataset(namespace=f"{ASSET_SCHEME}://{netloc}", name=f"{account}/{'/'.join(_RESOURCE)}")
+    namespace, name = openlineage_name(asset.uri)
+    return Dataset(namespace=namespace, name=name)
 
 
 def emit_asset_events(

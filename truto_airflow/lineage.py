@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from truto_airflow.assets import ASSET_SCHEME, crm_authority
+from truto_airflow.assets import openlineage_name, opportunities_asset_uri
 from truto_airflow.bulk.rows import named_path, resolve_path
 from truto_airflow.exceptions import TrutoInputError
 
@@ -56,12 +56,10 @@ class LineageRef:
 
 
 def crm_ref(base_url: str, integrated_account_id: str, *, rows: int | None = None) -> LineageRef:
-    """The CRM opportunities of one integrated account behind ``base_url``."""
-    return LineageRef(
-        namespace=f"{ASSET_SCHEME}://{crm_authority(base_url)}",
-        name=f"{integrated_account_id}/crm/opportunities",
-        rows=rows,
-    )
+    """The CRM opportunities of one integrated account behind ``base_url`` (the dataset of its
+    asset, :func:`truto_airflow.assets.openlineage_name`)."""
+    uri = opportunities_asset_uri(base_url, integrated_account_id)
+    return LineageRef(*openlineage_name(uri), rows=rows)
 
 
 def file_ref(path: Any, *, rows: int | None = None, size: int | None = None) -> LineageRef:

@@ -19,7 +19,7 @@ from truto_airflow.assets import (
     opportunities_asset,
     opportunities_asset_uri,
 )
-from truto_airflow.lineage import file_ref, input_file_ref, operator_lineage
+from truto_airflow.lineage import crm_ref, file_ref, input_file_ref, operator_lineage
 from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
 from truto_airflow.retry import RetryPolicy
 
@@ -72,6 +72,18 @@ def test_asset_to_openlineage_dataset() -> None:
         "truto://api.truto.one",
         f"{ACCOUNT_ID}/crm/opportunities",
     )
+
+
+def test_lineage_names_the_crm_dataset_as_the_asset_does() -> None:
+    """The task's lineage and Airflow's asset conversion name one dataset, whatever the case or
+    spacing of the account id the task was given."""
+    for base_url, account in [
+        ("https://API.truto.one/", f" {ACCOUNT_ID.upper()} "),
+        ("http://127.0.0.1:8765", ACCOUNT_ID),
+    ]:
+        ref = crm_ref(base_url, account)
+        dataset = convert_asset_to_openlineage(opportunities_asset(base_url, account), None)
+        assert (ref.namespace, ref.name) == (dataset.namespace, dataset.name)
 
 
 def test_file_refs_follow_openlineage_naming(tmp_path: pathlib.Path) -> None:
