@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import tempfile
+import uuid
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -16,6 +17,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags_examples")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ["AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS"] = "False"
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# The integration cache files never go to the real ~/.cache (each test gets its own directory).
+os.environ["TRUTO_AIRFLOW_CACHE_DIR"] = os.path.join(_HOME, "truto-cache", "session")
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -70,11 +73,15 @@ def memory_store() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _forget_integrations() -> Any:
-    """Each test starts with an empty process-wide integration cache (preflight.INTEGRATIONS):
-    a lookup remembered by an earlier test must not hide the requests a test counts."""
+def _forget_integrations(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Each test starts with an empty integration cache (preflight.INTEGRATIONS) and its own
+    directory for the worker's cache files: a lookup remembered by an earlier test must not hide
+    the requests a test counts."""
     from truto_airflow.preflight import INTEGRATIONS
 
+    monkeypatch.setenv(
+        "TRUTO_AIRFLOW_CACHE_DIR", os.path.join(_HOME, "truto-cache", uuid.uuid4().hex)
+    )
     INTEGRATIONS.clear()
     yield
     INTEGRATIONS.clear()

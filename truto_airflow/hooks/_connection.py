@@ -2,7 +2,9 @@
 
 ``conn_type="truto"`` keeps the API token in *password* and the base URL in *host* (default
 ``https://api.truto.one``); extras ``integrated_account_id``, ``timeout`` and ``max_retries`` set
-defaults. Everything is checked here, once, when the hook first reads its connection.
+defaults, ``integration_cache: false`` keeps the preflight's account lookups out of the worker's
+cache files (``truto_airflow.account_integration``). Everything is checked here, once, when the
+hook first reads its connection.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class TrutoConnectionSettings:
     integrated_account_id: str | None
     timeout: float
     max_retries: int
+    #: The extra ``integration_cache``: may other task processes reuse this connection's account
+    #: lookups (the worker's cache files)?
+    integration_cache: bool = True
 
     def __repr__(self) -> str:  # the token never reaches a repr, log line or traceback
         return (
@@ -141,6 +146,7 @@ class TrutoConnectionSettings:
                     whole=True,
                 )
             ),
+            integration_cache=_extra_flag(extra, "integration_cache", True, conn_id),
         )
 
 
@@ -216,6 +222,23 @@ def _extra_account(extra: Mapping[str, Any], conn_id: str) -> str | None:
         )
     except TrutoInputError as exc:
         raise TrutoConfigError(str(exc)) from None
+
+
+def _extra_flag(extra: Mapping[str, Any], key: str, default: bool, conn_id: str) -> bool:
+    """A true/false extra (``default`` when absent or blank); anything else is refused."""
+    raw = extra.get(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower() if isinstance(raw, (str, int)) else None
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off"}:
+        return False
+    raise TrutoConfigError(
+        f"connection {conn_id!r} extra {key!r} must be true or false, got {raw!r}"
+    )
 
 
 def _extra_number(
