@@ -1,4 +1,4 @@
-"""TrutoOpportunityLink: reads the URL the operator pushed, registered for the UI."""
+"""TrutoOpportunityLink: the URL the operator recorded while it ran, registered for the UI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import pytest
 from airflow.sdk import DAG
 
 from truto_airflow.get_provider_info import get_provider_info
-from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
+from truto_airflow.links import (
+    TRUTO_OPPORTUNITY_URL_XCOM_KEY,
+    TrutoOpportunityLink,
+    record_opportunity_url,
+)
 from truto_airflow.operators.opportunities import UpdateOpportunityOperator
 
 
@@ -45,14 +49,36 @@ def _op() -> UpdateOpportunityOperator:
 def test_name_and_registration() -> None:
     link = TrutoOpportunityLink()
     assert link.name == "Open in CRM"
-    assert link.xcom_key == "_link_TrutoOpportunityLink"
+    # the documented key: the one XCom write Airflow makes for the link is the URL's XCom
+    assert link.xcom_key == TRUTO_OPPORTUNITY_URL_XCOM_KEY == "truto_opportunity_url"
     assert "truto_airflow.links.TrutoOpportunityLink" in get_provider_info()["extra-links"]
     assert [type(x) for x in UpdateOpportunityOperator.operator_extra_links] == [
         TrutoOpportunityLink
     ]
 
 
-def test_returns_the_pushed_url(stored: dict[str, Any]) -> None:
+def test_the_recorded_url_needs_no_xcom_call(stored: dict[str, Any]) -> None:
+    op = _op()
+    record_opportunity_url(op, "https://app.hubspot.com/contacts/1/deal/9")
+    stored["value"] = "https://stale.example/other"
+    assert (
+        TrutoOpportunityLink().get_link(op, ti_key=Key())
+        == "https://app.hubspot.com/contacts/1/deal/9"
+    )  # type: ignore[arg-type]
+    record_opportunity_url(op, None)  # ran, no URL: still no call
+    assert TrutoOpportunityLink().get_link(op, ti_key=Key()) == ""  # type: ignore[arg-type]
+    assert stored["calls"] == []
+
+
+@pytest.mark.parametrize("value", [None, "", "javascript:alert(1)", "ftp://x", 42, ["https://a"]])
+def test_a_recorded_unsafe_url_gives_no_link(stored: dict[str, Any], value: Any) -> None:
+    op = _op()
+    record_opportunity_url(op, value)
+    assert TrutoOpportunityLink().get_link(op, ti_key=Key()) == ""  # type: ignore[arg-type]
+    assert stored["calls"] == []
+
+
+def test_an_operator_that_did_not_record_is_asked_through_xcom(stored: dict[str, Any]) -> None:
     stored["value"] = "https://app.hubspot.com/contacts/1/deal/9"
     key = Key()
     assert TrutoOpportunityLink().get_link(_op(), ti_key=key) == stored["value"]  # type: ignore[arg-type]
@@ -72,7 +98,7 @@ def test_link_survives_dag_serialisation() -> None:
         _op()
     data = DagSerialization.to_dict(dag)
     assert data["dag"]["tasks"][0]["__var"]["_operator_extra_links"] == {
-        "Open in CRM": "_link_TrutoOpportunityLink"
+        "Open in CRM": "truto_opportunity_url"
     }
     restored = DagSerialization.from_dict(data).task_dict["t"]
     assert restored.extra_links == ["Open in CRM"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
 from truto_airflow.exceptions import TrutoConfigError, TrutoInputError
 from truto_airflow.hooks.truto import PreparedRequest
-from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
+from truto_airflow.links import TrutoOpportunityLink, record_opportunity_url
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import ResponseFormat
 from truto_airflow.operators._base import (
@@ -67,8 +67,8 @@ def first_opportunity_url(result: Any) -> str | None:
 class UpdateOpportunityOperator(TrutoWriteOperator):
     """Update one CRM opportunity through Truto (``PATCH /unified/crm/opportunities/{id}``).
 
-    Returns the updated opportunity (parsed JSON) as the task's XCom, and pushes its first CRM
-    URL under the XCom key ``truto_opportunity_url`` for the "Open in CRM" extra link.
+    Returns the updated opportunity (parsed JSON) as the task's XCom; its first CRM URL is the
+    "Open in CRM" extra link, which Airflow stores under the XCom key ``truto_opportunity_url``.
 
     :param opportunity_id: the opportunity's id in the unified API. (templated)
     :param body: the fields to change: a dict (Jinja inside values is rendered), an XComArg /
@@ -181,6 +181,7 @@ class UpdateOpportunityOperator(TrutoWriteOperator):
 
     def execute(self, context: Context) -> Any:
         """Validate, send the PATCH and return the updated opportunity (or stream summary)."""
+        record_opportunity_url(self, None)  # this try's link: none until the CRM answers
         try:
             result = self._update(context)
             self._report(context, result)
@@ -215,10 +216,8 @@ class UpdateOpportunityOperator(TrutoWriteOperator):
             time.monotonic() - started,
             prepared.idempotency_key,
         )
-        url = None if streaming else first_opportunity_url(result)
-        ti = context.get("ti")
-        if url is not None and ti is not None:
-            ti.xcom_push(key=TRUTO_OPPORTUNITY_URL_XCOM_KEY, value=url)
+        # Airflow stores the link (key truto_opportunity_url) when the task ends: one XCom write.
+        record_opportunity_url(self, None if streaming else first_opportunity_url(result))
         return result
 
     def _report(self, context: Context, result: Any) -> None:

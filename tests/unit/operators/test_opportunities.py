@@ -24,7 +24,7 @@ from truto_airflow.exceptions import (
     TrutoServerError,
     TrutoValidationError,
 )
-from truto_airflow.links import TRUTO_OPPORTUNITY_URL_XCOM_KEY, TrutoOpportunityLink
+from truto_airflow.links import TrutoOpportunityLink
 from truto_airflow.models import OpportunityUpdate
 from truto_airflow.operators.opportunities import (
     UpdateOpportunityOperator,
@@ -183,16 +183,14 @@ def test_defaults() -> None:
 def test_sends_patch_and_returns_opportunity() -> None:
     rec = Recorder()
     ti = FakeTI()
-    result = run(
-        make_op(
-            rec,
-            body={"amount": 10, "stage": {"id": "s1"}},
-            exclude_fields=["description"],
-            ignore_remote_data=True,
-            remote_query={"properties": ["a", "b"]},
-        ),
-        ti,
+    op = make_op(
+        rec,
+        body={"amount": 10, "stage": {"id": "s1"}},
+        exclude_fields=["description"],
+        ignore_remote_data=True,
+        remote_query={"properties": ["a", "b"]},
     )
+    result = run(op, ti)
     assert result == OPP_RESPONSE
     json.dumps(result)  # JSON-serialisable for XCom
     assert len(rec.requests) == 1
@@ -211,7 +209,9 @@ def test_sends_patch_and_returns_opportunity() -> None:
     assert req.headers["user-agent"].startswith("truto-airflow/")
     assert req.headers["idempotency-key"].startswith("truto-airflow-")
     assert rec.last_json == {"amount": 10, "stage": {"id": "s1"}}
-    assert ti.pushed == {TRUTO_OPPORTUNITY_URL_XCOM_KEY: OPP_RESPONSE["urls"][0]["url"]}
+    # The link's URL is kept on the operator; Airflow stores it when the task ends (one write).
+    assert ti.pushed == {}
+    assert TrutoOpportunityLink().get_link(op, ti_key=None) == OPP_RESPONSE["urls"][0]["url"]  # type: ignore[arg-type]
 
 
 def test_id_is_one_path_segment() -> None:
@@ -229,11 +229,26 @@ def test_explicit_account_wins_over_connection_default() -> None:
     assert rec.requests[0].url.params["integrated_account_id"] == other
 
 
-def test_no_url_pushes_no_link_xcom() -> None:
+def test_no_url_pushes_nothing_and_gives_an_empty_link() -> None:
     rec = Recorder(httpx2.Response(200, json={"id": OPP_ID, "urls": []}))
     ti = FakeTI()
-    run(make_op(rec), ti)
+    op = make_op(rec)
+    run(op, ti)
     assert ti.pushed == {}
+    assert TrutoOpportunityLink().get_link(op, ti_key=None) == ""  # type: ignore[arg-type]
+
+
+def test_a_new_try_does_not_show_the_last_tries_link() -> None:
+    rec = Recorder()
+    op = make_op(rec)
+    run(op, FakeTI())
+    assert TrutoOpportunityLink().get_link(op, ti_key=None)  # type: ignore[arg-type]
+    rec_fail = Recorder(httpx2.Response(404, json={"error": "gone"}))
+    failing = make_op(rec_fail)
+    failing.__dict__["_truto_opportunity_url"] = "https://stale.example/1"
+    with pytest.raises(TrutoNotFoundError):
+        run(failing, FakeTI())
+    assert TrutoOpportunityLink().get_link(failing, ti_key=None) == ""  # type: ignore[arg-type]
 
 
 def test_first_opportunity_url() -> None:
