@@ -14,8 +14,10 @@ runs. So before conftest files and test modules are imported, the plugin points 
 temporary ``AIRFLOW_HOME`` with a sqlite DB (no example DAGs, no default connections), and
 ``DAGS_FOLDER`` at ``<rootdir>/dags`` when the project has one (its parent is then importable,
 so ``from dags.my_dag import my_dag`` works). This replaces any ``AIRFLOW_HOME`` from the shell:
-tests never write runs into a real metadata DB. A conftest that sets these variables itself wins
-(it runs later); ``truto_isolated_airflow = false`` in the pytest ini turns the isolation off.
+tests never write runs into a real metadata DB. The preflight's account-lookup cache files go
+there too (``TRUTO_AIRFLOW_CACHE_DIR``), not to ``~/.cache``. A conftest that sets these
+variables itself wins (it runs later); ``truto_isolated_airflow = false`` in the pytest ini
+turns the isolation off.
 
 Import cost. This module is imported by *every* pytest run in an environment where the provider
 is installed, so it imports nothing heavy at module level: no Airflow, Starlette or uvicorn until
@@ -84,6 +86,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
+        "TRUTO_AIRFLOW_CACHE_DIR": str(pathlib.Path(_temp_home, "truto-cache")),
     }
     for key, value in env.items():
         _saved_env[key] = os.environ.get(key)
