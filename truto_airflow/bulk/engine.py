@@ -61,7 +61,7 @@ from truto_airflow.bulk.prepare import RowItem, RowPreparer
 from truto_airflow.bulk.progress import GuardedLog, ProgressReporter
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow, RowSource
-from truto_airflow.bulk.runner import wait_event
+from truto_airflow.bulk.runner import frozen_heap
 from truto_airflow.bulk.send_row import RowSending
 from truto_airflow.bulk.sender import BulkSender
 from truto_airflow.bulk.spill import SpillQueue
@@ -73,6 +73,7 @@ from truto_airflow.bulk.supervise import (
     unfinished_results,
     watch_loop,
 )
+from truto_airflow.bulk.wakeup import Waiters
 from truto_airflow.exceptions import TrutoConfigError
 
 if TYPE_CHECKING:
@@ -154,8 +155,10 @@ class BulkEngine(RowSending):
         self._in_memory = 0
         self._spilled_total = 0
         self._input_done = False
-        self._work = asyncio.Event()
-        self._room = asyncio.Event()
+        #: Workers with nothing to send, parked until work appears (woken one at a time).
+        self._idle = Waiters()
+        #: The reader, parked while the window or its account's queue is full.
+        self._room = Waiters()
         self._spill_dir: pathlib.Path | None = None
         self.progress: ProgressReporter | None = None
         #: Rows a worker holds (by row index) until they settle: in flight, or being planned.
@@ -191,13 +194,14 @@ class BulkEngine(RowSending):
         failure: tuple[str, BaseException] | None = None
         finished = False
         try:
-            failure = await supervise(tasks)
+            with frozen_heap():
+                failure = await supervise(tasks)
             finished = failure is None
         finally:
             # The flag and the wake-up end loops whose cancellation third-party code swallowed.
             self._stopping = True
-            self._wake()
-            self._room.set()
+            self._idle.wake_all()
+            self._room.wake_all()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -268,7 +272,7 @@ class BulkEngine(RowSending):
             await self._read_one(raw)
             self._reading = None
         self._input_done = True
-        self._wake()
+        self._idle.wake_all()  # each idle worker must see that the input is done
 
     async def _read_one(self, raw: RawRow) -> None:
         prepared = self.preparer.prepare(raw)
@@ -319,15 +323,15 @@ class BulkEngine(RowSending):
                 acct.queue.append(item)
                 self._in_memory += 1
                 self._activate(acct)
-                self._wake()
+                if self._idle.pending < len(acct.queue):
+                    self._wake()  # else a worker already woken will take it
                 return
             elif blocked:
                 self._spill(acct, item)
                 return
             if self._stopping:
                 raise asyncio.CancelledError("the run is stopping")
-            self._room.clear()
-            await wait_event(self._room, 0.25)
+            await self._room.wait(0.25)
 
     def _spill(self, acct: AccountState, item: RowItem) -> None:
         if acct.spill is None:
@@ -348,7 +352,8 @@ class BulkEngine(RowSending):
     # -- scheduling ------------------------------------------------------------------------
 
     def _wake(self) -> None:
-        self._work.set()
+        """Work appeared (a row queued or due): one idle worker is enough to take it."""
+        self._idle.wake_one()
 
     def _pick(self, now: float) -> tuple[AccountState, RowItem] | None:
         ring = self._ring
@@ -383,7 +388,7 @@ class BulkEngine(RowSending):
                 records = acct.spill.pop_many(self.per_account)
                 acct.queue.extend(RowItem.from_record(r) for r in records)
                 self._in_memory += len(records)
-                self._room.set()
+                self._room.wake_all()
             if not acct.queue:
                 return None
             item = acct.queue.popleft()
@@ -422,13 +427,14 @@ class BulkEngine(RowSending):
             now = time.monotonic()
             got = self._pick(now)
             if got is not None:
+                acct = got[0]
+                if self._idle.pending < len(acct.queue) and acct.delay(now) <= 0:
+                    self._wake()  # more to send right now: pass it on to an idle worker
                 return got
             if self._finished():
-                self._wake()  # let the other idle workers see it too
+                self._idle.wake_all()  # let the other idle workers see it too
                 return None
-            timeout = self._next_wake(now)
-            self._work.clear()
-            await wait_event(self._work, timeout)
+            await self._idle.wait(self._next_wake(now))
 
     async def _worker(self) -> None:
         while True:

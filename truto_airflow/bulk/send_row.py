@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import time
@@ -25,6 +24,7 @@ from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.bulk.sender import BulkSender
 from truto_airflow.bulk.steps import RowStep, StepDecision, step_name
+from truto_airflow.bulk.wakeup import Waiters
 from truto_airflow.exceptions import TrutoAPIError, status_policy
 from truto_airflow.retry import RetryPolicy
 
@@ -59,7 +59,8 @@ class RowSending:
     progress: ProgressReporter | None
     _retry_seq: itertools.count[int]
     _in_memory: int
-    _room: asyncio.Event
+    _room: Waiters
+    _idle: Waiters
     _held: dict[int, tuple[AccountState, RowItem]]
     _reading: RawRow | RowItem | None
 
@@ -100,7 +101,7 @@ class RowSending:
         round_ = acct.strikes
         started = time.monotonic()
         try:
-            response = await self.sender.send_once(item.request)
+            answer = await self.sender.send_once(item.request)
         except httpx2.HTTPError as exc:
             now = time.monotonic()
             self.summary.request_done(None, now - started)
@@ -117,21 +118,25 @@ class RowSending:
             self._unsendable(acct, item, exc)
             return
         now = time.monotonic()
-        status = response.status_code
+        status = answer.status_code
         self.summary.request_done(status, now - started)
+        closed = acct.strikes or acct.pacer.probing
         self._end_probe(acct)
         acct.strikes = 0  # any HTTP answer: the account is reachable
-        acct.pacer.on_response(now, status, response.headers)
-        if response.is_success:
-            try:
-                self.hook.check_result(response, item.request)
-            except TrutoAPIError as bad:  # a 2xx that is not Truto's answer is no success
-                self._fail_error(acct, item, bad)
-                return
+        acct.pacer.on_response(now, status, answer.headers)
+        if closed and not acct.pacer.probing:
+            self._idle.wake_all()  # a probe's answer opened the account to many sends at once
+        if 200 <= status < 300:
+            if not self.hook.is_result(status, answer.content, item.request):
+                try:  # a 2xx that is not Truto's answer is no success: the hook says why
+                    self.hook.check_result(answer.response(), item.request)
+                except TrutoAPIError as bad:
+                    self._fail_error(acct, item, bad)
+                    return
             self.ledger.record(item.key)
             self._settle(RowResult.updated(item, status), acct=acct, item=item)
             return
-        error = self.hook.api_error(response, item.request, item.attempts)
+        error = self.hook.api_error(answer.response(), item.request, item.attempts)
         if status == 429:
             item.attempts -= 1  # throttling is not a failed attempt; it has its own budget
             item.throttles += 1
@@ -341,8 +346,8 @@ class RowSending:
                 self._drain_closed(acct)
         if counted:
             self._in_memory -= 1
-            self._room.set()
-            self._wake()
+            self._room.wake_all()  # the reader, if it waits for room
+            # No worker is woken here: rows settle in a worker, which looks for work next.
         progress = self.progress
         if progress is not None and progress.due(self.summary.done):
             progress.maybe_report(self.summary.done, self._counts(), self._extra(), force=True)

@@ -115,6 +115,16 @@ def _bounded_raw_response(raw: Any, limit: int = 4000) -> Any:
     return raw if len(dumped) <= limit else truncate(dumped, limit)
 
 
+def _parsed(content: bytes) -> Any:
+    """The body as JSON, or :data:`_NOT_JSON` (empty, invalid JSON or invalid UTF-8)."""
+    if not content:
+        return _NOT_JSON
+    try:
+        return json.loads(content)
+    except ValueError:
+        return _NOT_JSON
+
+
 @dataclass(frozen=True)
 class PreparedRequest:
     """A validated request, ready for either client. Building it sends nothing."""
@@ -263,24 +273,25 @@ class _ResponseMapping:
 
     def check_result(self, response: httpx2.Response, request: PreparedRequest) -> None:
         """Raise :class:`TrutoResponseError` unless this 2xx carries what the endpoint returns
-        (the rule of :meth:`decode_result`, without decoding: the bulk engine's per-row check)."""
+        (the rule of :meth:`decode_result`, without decoding)."""
+        if not self.is_result(response.status_code, response.content, request):
+            raise self._response_error(response, request)
+
+    def is_result(self, status_code: int, content: bytes, request: PreparedRequest) -> bool:
+        """Whether a 2xx with this body carries what the endpoint returns: the rule of
+        :meth:`check_result` on the answer's parts (the bulk engine's per-row check, which
+        builds no response object for a success)."""
         fmt = next((v for k, v in request.params if k == "truto_response_format"), None)
         if fmt in _PASS_THROUGH_FORMATS:
-            return
-        if response.status_code == 204 and not response.content:
-            return  # "No Content" says so on purpose (an empty 200 does not)
-        data: Any = _NOT_JSON
-        if response.content:
-            try:
-                data = json.loads(response.content)
-            except ValueError:  # invalid JSON or invalid UTF-8
-                data = _NOT_JSON
-        if not isinstance(data, dict):
-            raise self._response_error(response, request, data)
+            return True
+        if status_code == 204 and not content:
+            return True  # "No Content" says so on purpose (an empty 200 does not)
+        return isinstance(_parsed(content), dict)
 
     def _response_error(
-        self, response: httpx2.Response, request: PreparedRequest, data: Any
+        self, response: httpx2.Response, request: PreparedRequest
     ) -> TrutoResponseError:
+        data = _parsed(response.content)
         ctype = response.headers.get("content-type") or "no content type"
         if not response.content:
             what = "an empty body"

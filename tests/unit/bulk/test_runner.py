@@ -1,51 +1,14 @@
-"""LoopRunner and wait_event: a stopped run stops, on either loop, whatever the timing."""
+"""LoopRunner: a stopped run stops, on either loop, whatever the timing."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 
 import pytest
 from airflow.sdk.exceptions import AirflowTaskTerminated
 
-from truto_airflow.bulk.runner import LoopRunner, wait_event
-
-
-def test_wait_event_never_swallows_a_cancel_that_lands_with_the_event() -> None:
-    async def main() -> None:
-        event = asyncio.Event()
-        waiter = asyncio.create_task(wait_event(event, 10.0))
-        await asyncio.sleep(0)  # the waiter is waiting
-        event.set()  # the event and the cancel land in the same loop turn
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-
-    asyncio.run(main())
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="fixed in asyncio.wait_for on 3.12")
-def test_why_not_wait_for_it_swallows_that_cancel() -> None:
-    async def main() -> bool:
-        event = asyncio.Event()
-        waiter = asyncio.create_task(asyncio.wait_for(event.wait(), 10.0))
-        await asyncio.sleep(0)
-        event.set()
-        waiter.cancel()
-        return await waiter
-
-    assert asyncio.run(main()) is True  # the cancel was lost
-
-
-def test_wait_event_returns_on_the_event_or_the_timeout() -> None:
-    async def main() -> None:
-        event = asyncio.Event()
-        await wait_event(event, 0)  # timeout 0: returns at once
-        event.set()
-        await wait_event(event, None)
-
-    asyncio.run(main())
+from truto_airflow.bulk.runner import LoopRunner
 
 
 @pytest.mark.parametrize("use_uvloop", [False, True])
