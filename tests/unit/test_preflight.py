@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx2
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.models.test_opportunity import field_values
 from truto_airflow.capabilities import load_opportunity_capabilities
 from truto_airflow.exceptions import TrutoInputError, TrutoServerError
 from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.models.opportunity import parse_update_body
 from truto_airflow.preflight import (
     Preflight,
     check_update,
@@ -417,3 +419,17 @@ async def test_async_resolution_uses_one_lookup(monkeypatch: pytest.MonkeyPatch)
     finally:
         await hook.aclose()
     assert seen == [f"GET /integrated-account/{ACCOUNT}"]
+
+
+bulk_bodies = st.tuples(
+    field_values, st.one_of(st.none(), st.sampled_from(["open", "won", "lost", "Open", "x"]))
+).map(lambda pair: pair[0] if pair[1] is None else {**pair[0], "status": pair[1]})
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(sorted(load_opportunity_capabilities().integrations())), bulk_bodies)
+def test_checking_the_validated_update_equals_checking_its_body(slug: str, body: Any) -> None:
+    """The bulk step checks the row's validated update (no second validation): the report is
+    the one its JSON body gives, for every integration."""
+    update = parse_update_body(body)
+    assert check_update(slug, update) == check_update(slug, update.to_body())

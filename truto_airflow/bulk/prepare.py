@@ -17,7 +17,7 @@ from truto_airflow.bulk.outcomes import Outcome, RowResult, describe_exception, 
 from truto_airflow.bulk.rows import ROW_KEYS, RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.idempotency import RunIdentity  # defined there; this path keeps working
-from truto_airflow.models.opportunity import parse_update_body
+from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 from truto_airflow.models.options import TrutoQueryOptions
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ class RowItem:
     #: The row's identity for the success ledger: its key as prepared (full body). A row step
     #: may send a smaller body under another Idempotency-Key; the ledger still names the row.
     row_key: str = ""
+    #: The validated body as prepared (its JSON is ``request.json_body``), so the preflight
+    #: checks it without validating it again; ``None`` for a row read back from a spill file.
+    update: OpportunityUpdate | None = None
 
     @property
     def key(self) -> str:
@@ -168,4 +171,6 @@ class RowPreparer:
             return self._invalid(raw, str(exc), account)
         request.content  # noqa: B018 - encode now: a body that cannot go on the wire is invalid
         key = str(request.idempotency_key)  # derived by the hook from the row's identity
-        return RowItem(raw.index, str(opp_id), account, request, raw.line, row_key=key)
+        return RowItem(
+            raw.index, str(opp_id), account, request, raw.line, row_key=key, update=update
+        )

@@ -235,7 +235,10 @@ class DataSafetyStep:
         except Exception as exc:  # transient after retries: fail the row (retryable), not blind
             text = f"could not look up the integration of account {item.account}: {exc}"
             return StepDecision(Outcome.FAILED, text, error="preflight_lookup")
-        report = self.preflight.check(body, integrated_account_id=item.account, resolved=resolved)
+        checked = body if item.update is None else item.update  # the same fields, validated
+        report = self.preflight.check(
+            checked, integrated_account_id=item.account, resolved=resolved
+        )
         policy = self.preflight.policy
         for issue in report.warnings(policy):
             key = f"{issue.integration}: {issue.field}"
@@ -284,7 +287,8 @@ class DataSafetyStep:
             fields=tuple(decision.body),
             idempotency_key=key,
         )
-        return dataclasses.replace(item, request=request, row_key=item.key)
+        # ``update`` was the full body's: a retry checks what it now sends, as before.
+        return dataclasses.replace(item, request=request, row_key=item.key, update=None)
 
     def _record(self, item: RowItem, decision: SafetyDecision) -> None:
         """A dry run's plan row for a row this step settled (rejected rows: :meth:`rejected`)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from truto_airflow.bulk.transport import AiohttpTransport, Answer
+from truto_airflow.bulk.transport import AiohttpTransport, Answer, BaseURL
 
 if TYPE_CHECKING:
     from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
@@ -43,7 +43,7 @@ class BulkSender:
         transport = hook.async_transport
         self._raw = transport if isinstance(transport, AiohttpTransport) else None
         self._client: httpx2.AsyncClient | None = None
-        self._prefix = ""
+        self._base: BaseURL | None = None
         self._headers: dict[str, str] = {}
         self._queries: dict[tuple[tuple[str, str], ...], str] = {}
 
@@ -53,15 +53,18 @@ class BulkSender:
             return Answer.of(await self.hook.asend_once(request))
         client = self.hook.lease_async_client()
         try:
-            if client is not self._client:
-                self._learn(client)
+            base = self._base
+            if base is None or client is not self._client:
+                base = self._learn(client)
             headers = self._headers
             key = request.idempotency_key
             if key:
                 headers = {**headers, "Idempotency-Key": key}
             return await raw.send_raw(
                 request.method,
-                self._prefix + request.path + self._query(request),
+                base,
+                request.path,
+                self._query(request),
                 headers,
                 request.content,
                 timeout=self.hook.settings.timeout,
@@ -69,19 +72,20 @@ class BulkSender:
         finally:
             await self.hook.return_async_client(client)
 
-    def _learn(self, client: httpx2.AsyncClient) -> None:
+    def _learn(self, client: httpx2.AsyncClient) -> BaseURL:
         """What every request of this client shares: the base URL and the default headers."""
         self._client = client
-        self._prefix = str(client.base_url).rstrip("/")
+        self._base = BaseURL(str(client.base_url))
         self._headers = dict(client.headers.items())
+        return self._base
 
     def _query(self, request: PreparedRequest) -> str:
-        """``?query`` (or nothing), encoded by :meth:`PreparedRequest.url`'s rule, per params."""
+        """The encoded query (without ``?``), by :meth:`PreparedRequest.url`'s rule, per params."""
         params = tuple(request.params)
-        suffix = self._queries.get(params)
-        if suffix is None:
-            suffix = request.url("")[len(request.path) :]
+        query = self._queries.get(params)
+        if query is None:
+            query = request.url("")[len(request.path) + 1 :]
             if len(self._queries) >= _QUERY_CACHE_SIZE:
                 self._queries.clear()
-            self._queries[params] = suffix
-        return suffix
+            self._queries[params] = query
+        return query

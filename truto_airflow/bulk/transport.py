@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx2
 
-__all__ = ["AiohttpTransport", "Answer", "aiohttp_available"]
+__all__ = ["AiohttpTransport", "Answer", "BaseURL", "aiohttp_available"]
 
 
 def aiohttp_available() -> bool:
@@ -34,6 +34,35 @@ def _encoded(url: str) -> Any:
     import yarl
 
     return yarl.URL(url, encoded=True)
+
+
+class BaseURL:
+    """A base URL's parts, parsed once, from which the fast path builds each request's URL.
+
+    ``yarl.URL.build(..., encoded=True)`` from ready parts is about four times cheaper than
+    parsing every row's URL string, and equally exact: nothing is decoded or normalised, so
+    ``str(url(path, query)) == base + path + "?" + query`` (tests check it for every accepted id).
+    """
+
+    __slots__ = ("_authority", "_path", "_scheme")
+
+    def __init__(self, text: str) -> None:
+        parsed = _encoded(text)
+        self._scheme = parsed.scheme
+        self._authority = parsed.raw_authority
+        self._path = parsed.raw_path.rstrip("/")
+
+    def url(self, path: str, query: str) -> Any:
+        """``path`` (encoded, from ``/``) and ``query`` (encoded, without ``?``) under the base."""
+        import yarl
+
+        return yarl.URL.build(
+            scheme=self._scheme,
+            authority=self._authority,
+            path=self._path + path,
+            query_string=query,
+            encoded=True,
+        )
 
 
 class Answer:
@@ -162,7 +191,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     async def send_raw(
         self,
         method: str,
-        url: str,
+        base: BaseURL,
+        path: str,
+        query: str,
         headers: Mapping[str, str],
         content: bytes | None,
         *,
@@ -176,10 +207,11 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         session = self._session
         if session is None or session.closed:
             session = self._ensure_session()
+        url = base.url(path, query)
         try:
             async with session.request(
                 method,
-                _encoded(url),
+                url,
                 headers=headers,
                 data=content,
                 allow_redirects=False,
@@ -190,7 +222,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                     response.status, _JoinedHeaders(response.headers), body, response.raw_headers
                 )
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-            raise self._translate(exc, httpx2.Request(method, url)) from exc
+            raise self._translate(exc, httpx2.Request(method, str(url))) from exc
 
     def _raw_timeout(self, seconds: float) -> Any:
         cached = self._timeout_cache

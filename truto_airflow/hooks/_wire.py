@@ -8,6 +8,7 @@ answer the same way.
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 import uuid
@@ -152,9 +153,13 @@ class PreparedRequest:
             headers["Idempotency-Key"] = self.idempotency_key
         return headers
 
-    @property
+    @functools.cached_property
     def content(self) -> bytes | None:
-        """The JSON body as bytes (compact, UTF-8), or ``None`` for body-less requests."""
+        """The JSON body as bytes (compact, UTF-8), or ``None`` for body-less requests.
+
+        Encoded once per request (the bulk path encodes while preparing, to refuse a body that
+        cannot go on the wire, and sends the same bytes); a changed body is a new request
+        (``dataclasses.replace``), never an edit of this one's ``json_body``."""
         if self.json_body is None:
             return None
         return json.dumps(self.json_body, separators=(",", ":"), ensure_ascii=False).encode()

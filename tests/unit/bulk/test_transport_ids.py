@@ -243,3 +243,38 @@ def test_caller_idempotency_key_reaches_the_server_exactly(server: RawServer, co
     with TrutoHook(conn_id, max_retries=0) as hook:
         hook.update_opportunity("o1", {"amount": 1}, idempotency_key="run-7:row-3 v2")
     assert server.keys[before:] == ["run-7:row-3 v2"]
+
+
+BASES = [
+    "https://api.truto.one",
+    "http://127.0.0.1:8080",
+    "http://[::1]:9000/",
+    "https://proxy.example.com/truto",
+    "https://proxy.example.com/a%20b/truto/",
+]
+
+
+@settings(max_examples=200)
+@given(id_text, st.sampled_from(BASES), st.dictionaries(st.text(max_size=8), st.text(max_size=8)))
+def test_the_fast_path_builds_the_url_the_hook_would_send(
+    opportunity_id: str, base: str, remote_query: dict[str, str]
+) -> None:
+    """The fast path builds URLs from parts (BaseURL, a query cached per params): byte for byte
+    what ``PreparedRequest.url`` gives, for any accepted id, base URL and query."""
+    from truto_airflow.bulk.transport import BaseURL
+
+    hook = TrutoHook.__new__(TrutoHook)
+    try:
+        request = TrutoHook.prepare_update(
+            hook,
+            opportunity_id,
+            {"amount": 1},
+            integrated_account_id="62f44730-dd91-461e-bd6a-aedd9e0ad79d",
+            remote_query=remote_query or None,
+        )
+    except TrutoInputError:
+        return  # refused before anything is built (a query that cannot be encoded)
+    sender = BulkSender.__new__(BulkSender)
+    sender._queries = {}
+    built = BaseURL(base).url(request.path, sender._query(request))
+    assert str(built) == request.url(base)
