@@ -35,3 +35,25 @@ def test_targets_follow_the_ratios() -> None:
         "bulk CPU per row <= 1.5 x aiohttp at c=128": False,
         "mapped UpdateOpportunityOperator task median <= HttpOperator's": False,
     }
+
+
+def test_marginal_cpu_splits_the_fixed_per_task_cost_and_decides_the_cpu_target() -> None:
+    from benchmarks.run import marginal_cpu
+
+    # 0.5 s fixed + 0.1 ms per row: 3000 rows -> 0.8 s, 750 rows -> 0.575 s.
+    full = {"rows": 3000, "cpu_ms_per_row": 800 / 3000, "rows_per_second": 900.0}
+    small = {"rows": 750, "cpu_ms_per_row": 575 / 750, "rows_per_second": 500.0}
+    split = marginal_cpu(full, small)
+    assert split["cpu_marginal_ms_per_row"] == 0.1 and split["cpu_fixed_ms"] == 500.0
+    scenarios = {
+        "a32": {**full, **split},
+        "f32": {"rows_per_second": 1000.0, "cpu_ms_per_row": 0.2, "cpu_marginal_ms_per_row": 0.08},
+    }
+    results = {"scenarios": scenarios, "latency_ms": 20.0}
+    table.add_ratios(results)
+    assert results["ratios"]["cpu_a_over_f_c32"] == 1.333  # the whole figure is still shown
+    assert results["ratios"]["cpu_marginal_a_over_f_c32"] == 1.25
+    assert results["targets"]["bulk CPU per row <= 1.5 x aiohttp at c=32"] is True
+    scenarios["f32"]["cpu_marginal_ms_per_row"] = 0.06
+    table.add_ratios(results)
+    assert results["targets"]["bulk CPU per row <= 1.5 x aiohttp at c=32"] is False
