@@ -465,29 +465,19 @@ class _RequestBuilding:
                 "field (or skip the row upstream)"
             )
         query = self._query(TrutoQueryOptions(**options))
-        identity: RunIdentity | None = None
-        given: str | None = None  # a RunIdentity's key is derived below, from the validated write
-        if isinstance(idempotency_key, RunIdentity):
-            identity = idempotency_key
-        elif idempotency_key is None:
-            given = f"truto-airflow-{uuid.uuid4()}"  # a direct call: one key for every attempt
-        else:
-            given = idempotency_key
         prepared = self.prepare(
-            "PATCH",
-            path,
-            params=query,
-            json_body=payload,
-            idempotency_key=given,
-            fields=update.field_names,
+            "PATCH", path, params=query, json_body=payload, fields=update.field_names
         )
-        if identity is None:
-            return prepared
-        key = identity.key(
-            account=query["integrated_account_id"],
-            opportunity_id=str(opportunity_id),
-            body=prepared.json_body,
-        )
+        if isinstance(idempotency_key, RunIdentity):  # from the write as validated
+            key = idempotency_key.key(
+                account=query["integrated_account_id"],
+                opportunity_id=str(opportunity_id),
+                body=prepared.json_body,
+            )
+        elif idempotency_key is None:  # a direct call: one fresh key for every attempt
+            key = f"truto-airflow-{uuid.uuid4()}"
+        else:
+            key = validate_idempotency_key(idempotency_key)
         return replace(prepared, idempotency_key=key)
 
     def _query(
