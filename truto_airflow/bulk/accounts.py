@@ -13,7 +13,7 @@ from truto_airflow.bulk.prepare import RowItem
 from truto_airflow.bulk.spill import SpillQueue
 from truto_airflow.exceptions import TrutoAPIError
 
-__all__ = ["SPILL_AFTER_S", "AccountState", "error_fields"]
+__all__ = ["SPILL_AFTER_S", "AccountState", "Failure"]
 
 #: An account whose pacer says "not before" further away than this gets its overflow spilled.
 SPILL_AFTER_S = 0.5
@@ -71,12 +71,29 @@ class AccountState:
         return delay
 
 
-def error_fields(error: TrutoAPIError) -> dict[str, Any]:
-    """What a failed row (or a closed account) keeps of Truto's error."""
-    return {
-        "status": error.status_code,
-        "error": error.error or f"HTTP {error.status_code}",
-        "message": error.message or error.error or "",
-        "insight": error.error_insight or None,
-        "remote": error.is_remote_error,
-    }
+@dataclass(frozen=True)
+class Failure:
+    """Why a row failed, or an account was closed: what is kept of Truto's error, or of a
+    request that got no HTTP answer (``status`` ``None``)."""
+
+    status: int | None
+    error: str
+    message: str
+    insight: dict[str, Any] | None = None
+    remote: bool | None = None
+
+    @classmethod
+    def of(cls, error: TrutoAPIError) -> Failure:
+        """What a failed row (or a closed account) keeps of Truto's error."""
+        return cls(
+            status=error.status_code,
+            error=error.error or f"HTTP {error.status_code}",
+            message=error.message or error.error or "",
+            insight=error.error_insight or None,
+            remote=error.is_remote_error,
+        )
+
+    @classmethod
+    def no_answer(cls, exc: BaseException, detail: str) -> Failure:
+        """A request that got no HTTP answer (``detail``: the exception, redacted)."""
+        return cls(status=None, error=type(exc).__name__, message=detail)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx2
 
-from truto_airflow.bulk.accounts import AccountState, error_fields
+from truto_airflow.bulk.accounts import AccountState, Failure
 from truto_airflow.bulk.ledger import SuccessLedger
 from truto_airflow.bulk.outcomes import (
     REJECTED,
@@ -131,7 +131,7 @@ class RowSending:
                 try:  # a 2xx that is not Truto's answer is no success: the hook says why
                     self.hook.check_result(answer.response(), item.request)
                 except TrutoAPIError as bad:
-                    self._fail_error(acct, item, bad)
+                    self._fail(acct, item, Failure.of(bad))
                     return
             self.ledger.record(item.key)
             self._settle(RowResult.updated(item, status), acct=acct, item=item)
@@ -141,23 +141,23 @@ class RowSending:
             item.attempts -= 1  # throttling is not a failed attempt; it has its own budget
             item.throttles += 1
             if acct.pacer.throttled_for(now) > self.settings.max_throttle_seconds:
-                self._fail_error(acct, item, error)
-                self._close_api(
+                self._fail(acct, item, Failure.of(error))
+                self._close(
                     acct,
-                    error,
                     f"answered only 429 for over {self.settings.max_throttle_seconds:.0f} s",
+                    Failure.of(error),
                 )
             elif item.throttles > _MAX_RATE_LIMIT_RETRIES:
-                self._fail_error(acct, item, error)
+                self._fail(acct, item, Failure.of(error))
             else:
                 self._retry_later(acct, item, acct.pacer.blocked_until)
             return
         if status_policy(status).hook_retries and item.attempts <= self.max_retries:
             self._retry_later(acct, item, now + self.policy.wait_seconds(error, item.attempts))
             return
-        self._fail_error(acct, item, error)
+        self._fail(acct, item, Failure.of(error))
         if status_policy(status).closes_account:  # dead token, missing scopes, blocked
-            self._close_api(acct, error, f"answered {status}")
+            self._close(acct, f"answered {status}", Failure.of(error))
 
     def _end_probe(self, acct: AccountState) -> None:
         # Only one request is in flight while an account is probed, so any end is the probe's.
@@ -168,27 +168,21 @@ class RowSending:
         self, acct: AccountState, item: RowItem, exc: httpx2.HTTPError, round_: int, now: float
     ) -> None:
         """A request got no HTTP answer: retry the row, probe the account, or close it."""
-        detail = describe_exception(exc, self.hook.redact_text)
+        failure = Failure.no_answer(exc, describe_exception(exc, self.hook.redact_text))
         if not self.policy.is_retryable(exc):
-            self._fail(acct, item, None, type(exc).__name__, detail)
+            self._fail(acct, item, failure)
             return
         if round_ == acct.strikes:
             # The first failure of this round (others in flight when it began do not count).
             acct.strikes += 1
             acct.probe_at = now + self.policy.wait_seconds(exc, acct.strikes)
         if acct.strikes >= self.silent_rounds:
-            self._fail(acct, item, None, type(exc).__name__, detail)
-            self._close(
-                acct,
-                f"got no HTTP answer to {acct.strikes} attempts in a row",
-                status=None,
-                error=type(exc).__name__,
-                message=detail,
-            )
+            self._fail(acct, item, failure)
+            self._close(acct, f"got no HTTP answer to {acct.strikes} attempts in a row", failure)
         elif item.attempts <= self.max_retries:
             self._retry_later(acct, item, now + self.policy.wait_seconds(exc, item.attempts))
         else:
-            self._fail(acct, item, None, type(exc).__name__, detail)
+            self._fail(acct, item, failure)
 
     def _unsendable(self, acct: AccountState, item: RowItem, exc: Exception) -> None:
         detail = describe_exception(exc, self.hook.redact_text)
@@ -209,28 +203,15 @@ class RowSending:
         self._activate(acct)
         self._wake()
 
-    def _fail_error(self, acct: AccountState, item: RowItem, error: TrutoAPIError) -> None:
-        self._fail(acct, item, **error_fields(error))
-
-    def _fail(
-        self,
-        acct: AccountState,
-        item: RowItem,
-        status: int | None,
-        error: str,
-        message: str,
-        *,
-        insight: dict[str, Any] | None = None,
-        remote: bool | None = None,
-    ) -> None:
+    def _fail(self, acct: AccountState, item: RowItem, failure: Failure) -> None:
         self._settle(
             RowResult.failed(
                 item,
-                status_code=status,
-                error=error,
-                message=message,
-                error_insight=insight,
-                is_remote_error=remote,
+                status_code=failure.status,
+                error=failure.error,
+                message=failure.message,
+                error_insight=failure.insight,
+                is_remote_error=failure.remote,
                 attempts=item.attempts + item.throttles,
             ),
             acct=acct,
@@ -250,37 +231,24 @@ class RowSending:
             not_sent=True,
         )
 
-    def _close_api(self, acct: AccountState, error: TrutoAPIError, why: str) -> None:
-        self._close(acct, why, **error_fields(error))
-
-    def _close(
-        self,
-        acct: AccountState,
-        why: str,
-        *,
-        status: int | None,
-        error: str | None,
-        message: str,
-        insight: dict[str, Any] | None = None,
-        remote: bool | None = None,
-    ) -> None:
+    def _close(self, acct: AccountState, why: str, failure: Failure) -> None:
         """Fail every row of this account still waiting; rows in flight finish on their own."""
         if acct.dead is not None:
             return
         acct.dead = RowResult.account_closed(
             f"not sent: integrated account {acct.key} {why} earlier in this run "
-            f"({message}); fix the account or token and retry the task",
-            status=status,
-            error=error,
-            insight=insight,
-            remote=remote,
+            f"({failure.message}); fix the account or token and retry the task",
+            status=failure.status,
+            error=failure.error,
+            insight=failure.insight,
+            remote=failure.remote,
         )
         self.log.warning(
             "Integrated account %s %s (%s): its remaining rows fail without being sent; "
             "other accounts continue",
             acct.key,
             why,
-            message,
+            failure.message,
         )
         acct.broken.clear()
         self._drain_closed(acct)
