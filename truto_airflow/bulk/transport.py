@@ -124,6 +124,13 @@ class _JoinedHeaders(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         return ", ".join(self._headers.getall(name))  # KeyError when absent
 
+    def get(self, name: str, default: Any = None) -> Any:
+        # Mapping.get would raise and catch a KeyError for each absent header (most lookups).
+        values = self._headers.getall(name, None)
+        if values is None:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys(k.lower() for k in self._headers))
 

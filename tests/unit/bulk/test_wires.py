@@ -202,6 +202,8 @@ def test_an_answer_read_from_aiohttp_joins_repeated_headers_like_httpx2() -> Non
     theirs = httpx2.Headers([("Retry-After", "1"), ("retry-after", "2"), ("X", "y")])
     assert ours["RETRY-AFTER"] == theirs["retry-after"] == "1, 2"
     assert dict(ours) == dict(theirs.items())
-    assert ours.get("missing") is None and len(ours) == 2
+    assert ours.get("Retry-After") == theirs.get("retry-after") == "1, 2"
+    assert ours.get("x") == theirs.get("X") == "y"
+    assert ours.get("missing") is None and ours.get("missing", "-") == "-" and len(ours) == 2
     answer = Answer(429, ours, b"{}", [(b"Retry-After", b"1"), (b"retry-after", b"2")])
     assert answer.response().headers["retry-after"] == "1, 2"
