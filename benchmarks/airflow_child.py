@@ -5,6 +5,12 @@ a copy of one migrated sqlite DB (so neither side pays the other's cold start); 
 line. (d) maps ``UpdateOpportunityOperator`` over N rows, (e) maps the http provider's
 ``HttpOperator`` over the same rows the way a user would write it (PATCH, JSON body, the token in
 the connection's extra headers).
+
+``dag.test()`` runs every task in this one process, where a worker runs each task in a fresh
+process. So that (d) pays what a worker pays, each of its tasks starts with an empty in-process
+integration cache (``truto_airflow.account_integration.INTEGRATIONS``) and finds the account in
+the worker's cache files, which start empty in this run's own directory: the first task makes
+the preflight's lookup, the others read one small file.
 """
 
 from __future__ import annotations
@@ -35,6 +41,21 @@ def _states(dag_run: Any) -> dict[str, int]:
     for ti in dag_run.get_task_instances():
         states[str(ti.state)] = states.get(str(ti.state), 0) + 1
     return states
+
+
+def _fresh_process_per_task() -> None:
+    """Each task starts with what a new worker process has in memory: no remembered account."""
+    from airflow.sdk.execution_time import supervisor
+
+    from truto_airflow.account_integration import INTEGRATIONS
+
+    run_task = supervisor.run_task_in_process
+
+    def fresh(*args: Any, **kwargs: Any) -> Any:
+        INTEGRATIONS.clear()
+        return run_task(*args, **kwargs)
+
+    supervisor.run_task_in_process = fresh  # dag.test() imports it from the module per task
 
 
 DAG_FILE = """
@@ -88,6 +109,8 @@ def main() -> None:
     folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     (folder / "spec.json").write_text(json.dumps(spec))
     (folder / "bench_dags.py").write_text(DAG_FILE)
+    os.environ["TRUTO_AIRFLOW_CACHE_DIR"] = str(folder / "truto-cache")  # empty: no earlier run's
+    _fresh_process_per_task()
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(folder))
