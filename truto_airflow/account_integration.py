@@ -110,14 +110,22 @@ def _cache_root() -> Path | None:
         return None
 
 
+def _uid() -> int | None:
+    """This process's user id; None where there is none to check ownership with (Windows)."""
+    geteuid = getattr(os, "geteuid", None)
+    return None if geteuid is None else int(geteuid())
+
+
 def shared_cache_directory() -> Path | None:
     """The private directory the cache files live in, or None (switched off or not usable).
 
     Created ``0700``; a directory this user does not own, a symlink or one that others may read
     is not used (a planted answer could make the preflight let a field through that the CRM
-    drops), so the worker falls back to one lookup per process.
+    drops), so the worker falls back to one lookup per process. So is every directory where
+    ownership cannot be checked (no ``os.geteuid``).
     """
-    if _switched_off():
+    uid = _uid()
+    if _switched_off() or uid is None:
         return None
     root = _cache_root()
     if root is None:
@@ -126,7 +134,7 @@ def shared_cache_directory() -> Path | None:
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(directory)
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
             return None
         if info.st_mode & 0o077:
             os.chmod(directory, 0o700)  # ours: tighten it (an older umask may have widened it)
@@ -174,7 +182,7 @@ class IntegrationFileStore:
             info = os.fstat(fd)
             if (
                 not stat.S_ISREG(info.st_mode)
-                or info.st_uid != os.geteuid()
+                or info.st_uid != _uid()
                 or info.st_mode & 0o077
                 or info.st_size > _MAX_FILE_BYTES
             ):

@@ -385,6 +385,17 @@ def test_a_shared_or_foreign_directory_is_tightened_or_refused(
     assert len(seen) == 1
 
 
+def test_no_files_where_ownership_cannot_be_checked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TRUTO_AIRFLOW_CACHE_DIR", str(tmp_path))
+    monkeypatch.delattr(os, "geteuid")  # as on Windows
+    seen: list[str] = []
+    assert _task(_hook(monkeypatch, _server(seen))) == "hubspot"
+    assert shared_cache_directory() is None
+    assert not _files(tmp_path)
+
+
 @pytest.mark.parametrize("code", [401, 403, 404, 500])
 def test_a_failed_lookup_writes_no_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, code: int
