@@ -278,3 +278,22 @@ def test_the_fast_path_builds_the_url_the_hook_would_send(
     sender._queries = {}
     built = BaseURL(base).url(request.path, sender._query(request))
     assert str(built) == request.url(base)
+
+
+def test_a_yarl_that_cannot_build_from_parts_falls_back_to_parsing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An older yarl without ``URL.build(authority=...)``: the same URLs, parsed per row."""
+    import yarl
+
+    from truto_airflow.bulk.transport import BaseURL
+
+    def old_build(**_kwargs: object) -> yarl.URL:
+        raise TypeError("build() got an unexpected keyword argument 'authority'")
+
+    monkeypatch.setattr(yarl.URL, "build", old_build)
+    base = BaseURL("https://proxy.example.com/truto/")
+    assert str(base.url("/unified/crm/opportunities/%2E%2E", "a=%20")) == (
+        "https://proxy.example.com/truto/unified/crm/opportunities/%2E%2E?a=%20"
+    )
+    assert str(base.url("/x", "")) == "https://proxy.example.com/truto/x"
