@@ -12,6 +12,7 @@ import asyncio
 import json
 import statistics
 import time
+import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,23 +134,37 @@ def aiohttp_ceiling(
     body: dict[str, Any],
     concurrency: int,
 ) -> Measured:
-    """(f) Bare aiohttp, one session, nothing done per row but the request (the ceiling)."""
+    """(f) Bare aiohttp, one session, nothing done per row but the request (the ceiling).
+
+    The request is the operator's, so the server does the same work for both: the same default
+    headers, the same compact JSON body, and a distinct ``Idempotency-Key`` per row (a keyed write
+    costs the server more: Truto and the emulator remember it for replays). Everything per row is
+    built before the clock starts: only sending is measured.
+    """
+    from truto_airflow.hooks.truto import USER_AGENT
+
     urls = [_url(base, account, o) for o in ids]
-    payload = json.dumps(body).encode()
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    keys = [{"Idempotency-Key": f"bench-ceiling-{uuid.uuid4()}"} for _ in ids]
 
     async def main() -> Measured:
         connector = aiohttp.TCPConnector(limit=concurrency)
         latencies: list[float] = []
         errors = 0
         async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-            queue = iter(urls)
+            queue = zip(urls, keys, strict=True)
 
             async def worker() -> None:
                 nonlocal errors
-                for url in queue:
+                for url, key in queue:
                     t0 = time.perf_counter()
-                    async with session.patch(url, data=payload) as response:
+                    async with session.patch(url, data=payload, headers=key) as response:
                         await response.read()
                         errors += response.status != 200
                     latencies.append(time.perf_counter() - t0)

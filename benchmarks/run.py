@@ -302,7 +302,9 @@ def main() -> None:
             "(cpu(N) - cpu(N/4)) / (N - N/4), fixed CPU per task = cpu(N) - N x marginal "
             "(both from medians over rounds); the CPU target is judged on the marginal figure",
             "(f) is the client ceiling: bare aiohttp, one session, on the operator's event loop "
-            "(uvloop when installed), nothing done per row but the request",
+            "(uvloop when installed), nothing done per row but the request; the request is the "
+            "operator's (same headers, compact body, a distinct Idempotency-Key per row), so the "
+            "server does the same work for both",
             "(c) is a faithful equivalent of truto-python-sdk's update (a new aiohttp session per "
             "call, raise_for_status, no retries): the SDK needs Python >= 3.12",
             "(d)/(e) run N mapped tasks with dag.test() (sqlite, in-process), each DAG run in a "
