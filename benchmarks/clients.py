@@ -126,38 +126,45 @@ def _run_like_the_operator(coro: Coroutine[Any, Any, Measured]) -> Measured:
     return uvloop.run(coro)
 
 
-def aiohttp_ceiling(
-    base: str,
-    token: str,
-    account: str,
-    ids: Sequence[str],
-    body: dict[str, Any],
-    concurrency: int,
-) -> Measured:
-    """(f) Bare aiohttp, one session, nothing done per row but the request (the ceiling).
+@dataclass
+class CeilingRequests:
+    """Everything (f) sends, built before the clock starts (:func:`ceiling_requests`)."""
 
-    The request is the operator's, so the server does the same work for both: the same default
-    headers, the same compact JSON body, and a distinct ``Idempotency-Key`` per row (a keyed write
-    costs the server more: Truto and the emulator remember it for replays). Everything per row is
-    built before the clock starts: only sending is measured.
-    """
-    from truto_airflow.hooks.truto import USER_AGENT
+    urls: list[str]
+    keys: list[dict[str, str]]
+    payload: bytes
+    headers: dict[str, str]
 
-    urls = [_url(base, account, o) for o in ids]
-    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Accept": "application/json",
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-    }
-    keys = [{"Idempotency-Key": f"bench-ceiling-{uuid.uuid4()}"} for _ in ids]
+
+def ceiling_requests(
+    base: str, token: str, account: str, ids: Sequence[str], body: dict[str, Any]
+) -> CeilingRequests:
+    """The operator's request for each row, so the server does the same work for both: the same
+    default header set, the same compact JSON body, and a distinct ``Idempotency-Key`` per row
+    (a keyed write costs the server more: Truto and the emulator remember it for replays)."""
+    return CeilingRequests(
+        urls=[_url(base, account, o) for o in ids],
+        keys=[{"Idempotency-Key": f"bench-ceiling-{uuid.uuid4()}"} for _ in ids],
+        payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": "truto-airflow/bench",
+        },
+    )
+
+
+def aiohttp_ceiling(requests: CeilingRequests, concurrency: int) -> Measured:
+    """(f) Bare aiohttp, one session, nothing done per row but sending the request (the
+    ceiling); the requests are built beforehand (:func:`ceiling_requests`)."""
+    urls, keys, payload = requests.urls, requests.keys, requests.payload
 
     async def main() -> Measured:
         connector = aiohttp.TCPConnector(limit=concurrency)
         latencies: list[float] = []
         errors = 0
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        async with aiohttp.ClientSession(connector=connector, headers=requests.headers) as session:
             queue = zip(urls, keys, strict=True)
 
             async def worker() -> None:

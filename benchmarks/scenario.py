@@ -99,19 +99,13 @@ def aiohttp_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
     from benchmarks import clients
 
     _warm_imports()
+    requests = clients.ceiling_requests(
+        spec["base_url"], spec["token"], spec["account"], spec["ids"], spec["body"]
+    )
     measured: dict[str, Any] = {}
 
     def work() -> dict[str, Any]:
-        measured.update(
-            clients.aiohttp_ceiling(
-                spec["base_url"],
-                spec["token"],
-                spec["account"],
-                spec["ids"],
-                spec["body"],
-                spec["concurrency"],
-            ).as_dict()
-        )
+        measured.update(clients.aiohttp_ceiling(requests, spec["concurrency"]).as_dict())
         return {}
 
     out = _measured(len(spec["ids"]), work)
