@@ -31,9 +31,10 @@ from truto_airflow.idempotency import RunIdentity, validate_idempotency_key
 from truto_airflow.json_values import JsonValueError, json_value
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
 from truto_airflow.models.options import (
-    ResponseShapeArgs,
+    OpportunityListOptions,
     TrutoQueryArgs,
     TrutoQueryOptions,
+    list_query_options,
     validate_integrated_account_id,
 )
 from truto_airflow.query import QueryEncodingError, encode_query
@@ -353,21 +354,6 @@ class _ResponseMapping:
         return self._redact_safe(text)
 
 
-class OpportunityListOptions(ResponseShapeArgs, total=False):
-    """Query options of an opportunity list read (keyword arguments of ``iter_opportunities``)."""
-
-    #: Any other query parameter (filters, ``sort_by``, ``truto_key_by``...).
-    params: Mapping[str, Any] | None
-    #: Rows per page (Truto's ``limit`` query parameter).
-    page_size: int | None
-
-
-def _check_limit(limit: int | None) -> int | None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise TrutoInputError(f"limit must be a whole number >= 0, got {limit!r}")
-    return limit
-
-
 class RequestArgs(TypedDict, total=False):
     """Keyword arguments of any Truto request (``prepare``, ``request``)."""
 
@@ -495,12 +481,5 @@ class _RequestBuilding:
         **options: Unpack[OpportunityListOptions],
     ) -> dict[str, Any]:
         """The query of ``GET /unified/crm/opportunities`` (validated; sends nothing)."""
-        page_size = options.get("page_size")
-        if page_size is not None and (
-            isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
-        ):
-            raise TrutoInputError(f"page_size must be a whole number >= 1, got {page_size!r}")
-        shape: dict[str, Any] = {k: options.get(k) for k in ResponseShapeArgs.__annotations__}
-        query_options = TrutoQueryOptions(integrated_account_id=integrated_account_id, **shape)
-        extra = {**(options.get("params") or {}), **({"limit": page_size} if page_size else {})}
+        query_options, extra = list_query_options(integrated_account_id, options)
         return self._query(query_options, extra)

@@ -42,19 +42,19 @@ from truto_airflow.hooks._connection import (
 from truto_airflow.hooks._wire import (
     MAX_ID_LENGTH,
     OPPORTUNITIES_PATH,
-    OpportunityListOptions,
     PreparedRequest,
     RequestArgs,
     UpdateArgs,
-    _check_limit,
     _RequestBuilding,
     _ResponseMapping,
     opportunity_path,
 )
 from truto_airflow.models.opportunity import OpportunityUpdate
 from truto_airflow.models.options import (
+    OpportunityListOptions,
     TrutoQueryArgs,
     TrutoQueryOptions,
+    check_limit,
 )
 from truto_airflow.pagination import DEFAULT_MAX_PAGES, CursorWalk
 from truto_airflow.redaction import common_encodings
@@ -298,7 +298,7 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
         query = self.opportunity_list_query(integrated_account_id, **options)
         items = self.paginate(OPPORTUNITIES_PATH, query, max_pages=max_pages)
         # islice stops at ``limit`` without asking for one more item (so no extra page).
-        yield from itertools.islice(items, _check_limit(limit))
+        yield from itertools.islice(items, check_limit(limit))
 
     def list_opportunities(
         self,
@@ -421,7 +421,7 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
         **options: Unpack[OpportunityListOptions],
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Async :meth:`iter_opportunities` (same arguments, same limits and errors)."""
-        if _check_limit(limit) == 0:
+        if check_limit(limit) == 0:
             return
         query = self.opportunity_list_query(integrated_account_id, **options)
         count = 0

@@ -12,11 +12,14 @@ from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.rendered import rendered_list
 
 __all__ = [
+    "OpportunityListOptions",
     "ResponseFormat",
     "ResponseShapeArgs",
     "TrutoQueryArgs",
     "TrutoQueryOptions",
     "build_unified_query",
+    "check_limit",
+    "list_query_options",
     "validate_integrated_account_id",
 ]
 
@@ -160,3 +163,36 @@ class TrutoQueryOptions:
             remote_query=self.remote_query,
             extra=extra,
         )
+
+
+class OpportunityListOptions(ResponseShapeArgs, total=False):
+    """Query options of an opportunity list read (keyword arguments of ``iter_opportunities``)."""
+
+    #: Any other query parameter (filters, ``sort_by``, ``truto_key_by``...).
+    params: Mapping[str, Any] | None
+    #: Rows per page (Truto's ``limit`` query parameter).
+    page_size: int | None
+
+
+def list_query_options(
+    integrated_account_id: str | None, options: OpportunityListOptions
+) -> tuple[TrutoQueryOptions, dict[str, Any]]:
+    """A list read's Truto options and its other query parameters (``page_size`` sent as
+    ``limit``), validated; the hook resolves the account and builds the query."""
+    page_size = options.get("page_size")
+    if page_size is not None and (
+        isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1
+    ):
+        raise TrutoInputError(f"page_size must be a whole number >= 1, got {page_size!r}")
+    shape: dict[str, Any] = {k: options.get(k) for k in ResponseShapeArgs.__annotations__}
+    query_options = TrutoQueryOptions(integrated_account_id=integrated_account_id, **shape)
+    extra = {**(options.get("params") or {}), **({"limit": page_size} if page_size else {})}
+    return query_options, extra
+
+
+def check_limit(limit: int | None) -> int | None:
+    """``limit`` of a list read (items to yield; ``None``: all), refused unless a whole number
+    >= 0."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise TrutoInputError(f"limit must be a whole number >= 0, got {limit!r}")
+    return limit
