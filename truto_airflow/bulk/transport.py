@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
@@ -76,6 +77,7 @@ class BaseURL:
         )
 
 
+@dataclass(slots=True, eq=False)
 class Answer:
     """One HTTP answer as the bulk engine reads it: status, headers, body.
 
@@ -87,26 +89,20 @@ class Answer:
     so both wires read hints the same way.
     """
 
-    __slots__ = ("_raw_headers", "_response", "content", "headers", "status_code")
-
-    def __init__(
-        self,
-        status_code: int,
-        headers: Mapping[str, str],
-        content: bytes,
-        raw_headers: Any = None,
-        response: httpx2.Response | None = None,
-    ) -> None:
-        self.status_code = status_code
-        self.headers = headers
-        self.content = content
-        self._raw_headers = raw_headers
-        self._response = response
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    #: The headers as the transport read them (name/value pairs), for :meth:`response`.
+    raw_headers: Any = None
+    #: The ``httpx2.Response``: httpx2's own, or the one :meth:`response` builds on first use.
+    cached_response: httpx2.Response | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, response: httpx2.Response) -> Answer:
         """An answer read through httpx2 (the hook's own client)."""
-        return cls(response.status_code, response.headers, response.content, response=response)
+        return cls(
+            response.status_code, response.headers, response.content, cached_response=response
+        )
 
     @property
     def is_success(self) -> bool:
@@ -114,14 +110,14 @@ class Answer:
 
     def response(self) -> httpx2.Response:
         """The answer as an ``httpx2.Response`` (built on first use)."""
-        if self._response is None:
-            headers = self._raw_headers
+        if self.cached_response is None:
+            headers = self.raw_headers
             if headers is None:
                 headers = list(self.headers.items())
-            self._response = httpx2.Response(
+            self.cached_response = httpx2.Response(
                 self.status_code, headers=headers, content=self.content
             )
-        return self._response
+        return self.cached_response
 
 
 class _JoinedHeaders(Mapping[str, str]):
