@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
-from truto_airflow.bulk.outcomes import RowResult
+from truto_airflow.bulk.outcomes import Failure, RowResult
 from truto_airflow.bulk.pacer import AccountPacer
 from truto_airflow.bulk.prepare import RowItem
 from truto_airflow.bulk.spill import SpillQueue
-from truto_airflow.exceptions import TrutoAPIError
 
 __all__ = ["SPILL_AFTER_S", "AccountState", "Failure"]
 
@@ -30,7 +28,8 @@ class AccountState:
     waiting: dict[tuple[str, str], deque[RowItem]] = field(default_factory=dict)
     busy: set[tuple[str, str]] = field(default_factory=set)
     spill: SpillQueue | None = None
-    dead: RowResult | None = None
+    #: Why the account was closed: the failure each of its unsent rows ends with.
+    dead: Failure | None = None
     in_ring: bool = False
     #: Rounds of requests in a row that got no HTTP answer (0 = the account answers).
     strikes: int = 0
@@ -69,31 +68,3 @@ class AccountState:
                 return math.inf
             delay = max(delay, self.probe_at - now)
         return delay
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a row failed, or an account was closed: what is kept of Truto's error, or of a
-    request that got no HTTP answer (``status`` ``None``)."""
-
-    status: int | None
-    error: str
-    message: str
-    insight: dict[str, Any] | None = None
-    remote: bool | None = None
-
-    @classmethod
-    def of(cls, error: TrutoAPIError) -> Failure:
-        """What a failed row (or a closed account) keeps of Truto's error."""
-        return cls(
-            status=error.status_code,
-            error=error.error or f"HTTP {error.status_code}",
-            message=error.message or error.error or "",
-            insight=error.error_insight or None,
-            remote=error.is_remote_error,
-        )
-
-    @classmethod
-    def no_answer(cls, exc: BaseException, detail: str) -> Failure:
-        """A request that got no HTTP answer (``detail``: the exception, redacted)."""
-        return cls(status=None, error=type(exc).__name__, message=detail)

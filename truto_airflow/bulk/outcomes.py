@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from truto_airflow.bulk.prepare import RowItem
+    from truto_airflow.exceptions import TrutoAPIError
 
 __all__ = [
+    "Failure",
     "LatencyHistogram",
     "Outcome",
     "RowResult",
@@ -99,6 +101,34 @@ CORE_OUTCOMES = (Outcome.UPDATED, Outcome.FAILED, Outcome.INVALID)
 REJECTED = frozenset({Outcome.FAILED, Outcome.INVALID})
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why a row failed, or an account was closed: what is kept of Truto's error, or of a
+    request that got no HTTP answer (``status`` ``None``)."""
+
+    status: int | None
+    error: str
+    message: str
+    insight: dict[str, Any] | None = None
+    remote: bool | None = None
+
+    @classmethod
+    def of(cls, error: TrutoAPIError) -> Failure:
+        """What a failed row (or a closed account) keeps of Truto's error."""
+        return cls(
+            status=error.status_code,
+            error=error.error or f"HTTP {error.status_code}",
+            message=error.message or error.error or "",
+            insight=error.error_insight or None,
+            remote=error.is_remote_error,
+        )
+
+    @classmethod
+    def no_answer(cls, exc: BaseException, detail: str) -> Failure:
+        """A request that got no HTTP answer (``detail``: the exception, redacted)."""
+        return cls(status=None, error=type(exc).__name__, message=detail)
+
+
 @dataclass(slots=True)
 class RowResult:
     """The final word on one row; only rejected rows are kept (bounded), never all of them."""
@@ -152,9 +182,22 @@ class RowResult:
         return cls._of(item, Outcome.UPDATED, already_applied=True, line=item.line)
 
     @classmethod
-    def failed(cls, item: RowItem, **fields: Any) -> RowResult:
-        """Truto (or the network, or a row step) refused the row."""
-        return cls.for_item(item, Outcome.FAILED, **fields)
+    def failed(
+        cls, item: RowItem, failure: Failure, *, attempts: int = 0, not_sent: bool = False
+    ) -> RowResult:
+        """Truto (or the network) refused the row, or it was not sent (``not_sent``) for
+        ``failure``: its account's, or an earlier row's."""
+        return cls.for_item(
+            item,
+            Outcome.FAILED,
+            status_code=failure.status,
+            error=failure.error,
+            message=failure.message,
+            error_insight=failure.insight,
+            is_remote_error=failure.remote,
+            attempts=attempts,
+            not_sent=not_sent,
+        )
 
     @classmethod
     def invalid(cls, item: RowItem, error: str, message: str) -> RowResult:
@@ -173,27 +216,6 @@ class RowResult:
         """The run stopped while the row was being read, before it was prepared."""
         return cls(
             index=index, outcome=Outcome.NOT_ATTEMPTED, opportunity_id=opportunity_id, line=line
-        )
-
-    @classmethod
-    def account_closed(
-        cls,
-        message: str,
-        *,
-        status: int | None,
-        error: str | None,
-        insight: dict[str, Any] | None = None,
-        remote: bool | None = None,
-    ) -> RowResult:
-        """The failure every later row of a closed account inherits (``index`` -1: no row)."""
-        return cls(
-            index=-1,
-            outcome=Outcome.FAILED,
-            status_code=status,
-            error=error,
-            message=message,
-            error_insight=insight,
-            is_remote_error=remote,
         )
 
     def as_cause(self) -> RowResult:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import httpx2
 
-from truto_airflow.bulk.accounts import AccountState, Failure
+from truto_airflow.bulk.accounts import AccountState
 from truto_airflow.bulk.ledger import SuccessLedger
 from truto_airflow.bulk.outcomes import (
     REJECTED,
+    Failure,
     Outcome,
     RowResult,
     SummaryBuilder,
@@ -204,44 +206,21 @@ class RowSending:
         self._wake()
 
     def _fail(self, acct: AccountState, item: RowItem, failure: Failure) -> None:
-        self._settle(
-            RowResult.failed(
-                item,
-                status_code=failure.status,
-                error=failure.error,
-                message=failure.message,
-                error_insight=failure.insight,
-                is_remote_error=failure.remote,
-                attempts=item.attempts + item.throttles,
-            ),
-            acct=acct,
-            item=item,
-        )
+        result = RowResult.failed(item, failure, attempts=item.attempts + item.throttles)
+        self._settle(result, acct=acct, item=item)
 
     def _closed_result(self, acct: AccountState, item: RowItem) -> RowResult:
-        dead = acct.dead
-        assert dead is not None
-        return RowResult.failed(
-            item,
-            status_code=dead.status_code,
-            error=dead.error,
-            message=dead.message,
-            error_insight=dead.error_insight,
-            is_remote_error=dead.is_remote_error,
-            not_sent=True,
-        )
+        assert acct.dead is not None
+        return RowResult.failed(item, acct.dead, not_sent=True)
 
     def _close(self, acct: AccountState, why: str, failure: Failure) -> None:
         """Fail every row of this account still waiting; rows in flight finish on their own."""
         if acct.dead is not None:
             return
-        acct.dead = RowResult.account_closed(
-            f"not sent: integrated account {acct.key} {why} earlier in this run "
+        acct.dead = replace(  # the account's failure, told to each row it stops
+            failure,
+            message=f"not sent: integrated account {acct.key} {why} earlier in this run "
             f"({failure.message}); fix the account or token and retry the task",
-            status=failure.status,
-            error=failure.error,
-            insight=failure.insight,
-            remote=failure.remote,
         )
         self.log.warning(
             "Integrated account %s %s (%s): its remaining rows fail without being sent; "
@@ -254,18 +233,13 @@ class RowSending:
         self._drain_closed(acct)
 
     def _held_result(self, item: RowItem, cause: RowResult) -> RowResult:
-        return RowResult.failed(
-            item,
-            status_code=cause.status_code,
-            error="earlier_row_failed",
-            message=(
-                f"not sent: row {cause.index} for this opportunity failed earlier in this run "
-                f"({cause.error}); sending this later row would apply the opportunity's rows "
-                f"out of order. Fix row {cause.index} and retry the task: it applies both, in "
-                "order"
-            ),
-            not_sent=True,
+        message = (
+            f"not sent: row {cause.index} for this opportunity failed earlier in this run "
+            f"({cause.error}); sending this later row would apply the opportunity's rows "
+            f"out of order. Fix row {cause.index} and retry the task: it applies both, in order"
         )
+        failure = Failure(cause.status_code, "earlier_row_failed", message)
+        return RowResult.failed(item, failure, not_sent=True)
 
     def _drain_closed(self, acct: AccountState) -> None:
         pending: list[RowItem] = [entry[2] for entry in acct.retry]
