@@ -7,12 +7,9 @@ body, id, account or option fails the task without touching the CRM and without 
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from truto_airflow.data_safety import SafetyDecision, decide, format_change, reads_current
@@ -26,10 +23,11 @@ from truto_airflow.operators._base import (
     SAFETY_TEMPLATE_FIELDS,
     TrutoWriteOperator,
 )
+from truto_airflow.output import atomic_output
 from truto_airflow.rendered import blank_to_none
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import Context
 
 __all__ = ["TRUTO_PLAN_XCOM_KEY", "UpdateOpportunityOperator", "first_opportunity_url"]
 
@@ -333,40 +331,18 @@ class UpdateOpportunityOperator(TrutoWriteOperator):
             self.log.info("  %s: unchanged", name)
 
     def _stream_to_output(self, prepared: PreparedRequest) -> tuple[dict[str, Any], int]:
-        target = blank_to_none(self.output_path)
+        """Stream the answer to ``output_path``, published atomically (:mod:`truto_airflow.output`,
+        the rule the export and partition files follow too)."""
         written = 0
-        with self.hook.stream(prepared) as response:
+        with (
+            self.hook.stream(prepared) as response,
+            atomic_output(blank_to_none(self.output_path)) as (fh, final),
+        ):
             status = response.status_code
-            if isinstance(target, (str, os.PathLike)) and "://" not in os.fspath(target):
-                path = Path(os.fspath(target))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-                try:
-                    with partial.open("wb") as fh:
-                        for chunk in response.iter_bytes(STREAM_CHUNK_SIZE):
-                            fh.write(chunk)
-                            written += len(chunk)
-                    os.replace(partial, path)
-                finally:
-                    partial.unlink(missing_ok=True)
-                location = str(path)
-            else:
-                storage = self._object_storage_path(target)
-                opener: Any = storage.open  # untyped in universal_pathlib
-                with opener("wb") as fh:
-                    for chunk in response.iter_bytes(STREAM_CHUNK_SIZE):
-                        fh.write(chunk)
-                        written += len(chunk)
-                location = str(storage)
-        return {"path": location, "bytes": written, "status_code": status}, status
-
-    @staticmethod
-    def _object_storage_path(target: Any) -> ObjectStoragePath:
-        from airflow.sdk import ObjectStoragePath
-
-        if isinstance(target, ObjectStoragePath):
-            return target
-        return ObjectStoragePath(str(target))
+            for chunk in response.iter_bytes(STREAM_CHUNK_SIZE):
+                fh.write(chunk)
+                written += len(chunk)
+        return {"path": str(final), "bytes": written, "status_code": status}, status
 
 
 def __getattr__(name: str) -> Any:

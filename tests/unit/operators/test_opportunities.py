@@ -27,6 +27,7 @@ from truto_airflow.exceptions import (
 from truto_airflow.links import TrutoOpportunityLink
 from truto_airflow.models import OpportunityUpdate
 from truto_airflow.operators.opportunities import (
+    STREAM_CHUNK_SIZE,
     UpdateOpportunityOperator,
     first_opportunity_url,
 )
@@ -682,6 +683,40 @@ def test_stream_error_writes_nothing(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match="output_path"):
         op = make_op(rec, response_format="stream", output_path=str(tmp_path / "o.bin"))
     with pytest.raises(TrutoNotFoundError):
+        run(op)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", [False, True])
+def test_stream_broken_midway_leaves_no_file(tmp_path: Path, url: bool) -> None:
+    """A connection lost mid-body publishes nothing, local path or storage URL alike (one
+    atomic-output rule, truto_airflow.output): never a truncated file at the final path."""
+
+    def chunks() -> Any:
+        yield b"x" * (3 * STREAM_CHUNK_SIZE)
+        raise httpx2.ReadError("connection lost")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=chunks(), headers={"content-type": "text/plain"})
+
+    target = tmp_path / "o.bin"
+    with (
+        DAG("dag_a", schedule=None, start_date=START),
+        pytest.warns(DeprecationWarning, match="output_path"),
+    ):
+        op = UpdateOpportunityOperator(
+            task_id="update",
+            opportunity_id=OPP_ID,
+            body={"amount": 1},
+            response_format="stream",
+            output_path=f"file://{target}" if url else str(target),
+            integration="hubspot",  # no account lookup: the PATCH is the only request
+            hook_params={
+                "transport": httpx2.MockTransport(handler),
+                "retry_policy": RetryPolicy(max_retries=0, sleep=no_sleep),
+            },
+        )
+    with pytest.raises(Exception, match="connection lost|ReadError|network"):
         run(op)
     assert list(tmp_path.iterdir()) == []
 
