@@ -216,7 +216,8 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
     def stream(self, request: PreparedRequest) -> Iterator[httpx2.Response]:
         """Send and yield the response unread, for ``truto_response_format=stream``.
 
-        Retries cover reaching a 2xx status; once the body starts flowing it is the caller's.
+        Retries cover reaching a 2xx status; once the body starts flowing it is the caller's (a
+        body that breaks off is a :class:`TrutoNetworkError`, not retried: part was consumed).
         """
         attempts = 0
         with contextlib.ExitStack() as held:  # the successful attempt's client lease
@@ -237,6 +238,8 @@ class TrutoHook(_ClientLifecycle, _RequestBuilding, _ResponseMapping, BaseHook):
                 raise self._network_error(exc, request, attempts) from None
             try:
                 yield response
+            except httpx2.HTTPError as exc:  # the body broke off while the caller read it
+                raise self._network_error(exc, request, attempts) from None
             finally:
                 response.close()
 
