@@ -21,6 +21,7 @@ from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_bod
 from truto_airflow.models.options import TrutoQueryOptions
 
 if TYPE_CHECKING:
+    from truto_airflow.hooks._wire import UpdateQuery
     from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
 
 __all__ = ["RowItem", "RowPreparer", "RunIdentity"]
@@ -88,6 +89,9 @@ class RowItem:
 
 #: Longest reason kept for an invalid row (a body with many problems names each of them).
 _MESSAGE_LIMIT = 2000
+#: Most accounts a preparer remembers (resolved ids, encoded queries); a run names a handful,
+#: and an input with more distinct values than this is still validated row by row.
+_ACCOUNT_CACHE_LIMIT = 1024
 
 
 @dataclass
@@ -98,10 +102,32 @@ class RowPreparer:
     identity: RunIdentity
     #: Truto's query options for every row; a row's own ``integrated_account_id`` wins.
     options: TrutoQueryOptions = field(default_factory=TrutoQueryOptions)
+    #: What is immutable for the run, worked out once instead of per row: each account value as
+    #: resolved (``hook.resolve_account``, a UUID parse), and each account's encoded query
+    #: (``hook.update_query``). Only successes are kept; for the options they were built with.
+    _accounts: dict[str | None, str] = field(default_factory=dict, init=False, repr=False)
+    _queries: dict[str, UpdateQuery] = field(default_factory=dict, init=False, repr=False)
+    _cached_for: TrutoQueryOptions | None = field(default=None, init=False, repr=False)
 
     def _account(self, raw: Any) -> str:
         text = raw if raw is None or isinstance(raw, str) else str(raw)
-        return self.hook.resolve_account(text or self.options.integrated_account_id)
+        given = text or self.options.integrated_account_id
+        account = self._accounts.get(given)
+        if account is None:
+            account = self.hook.resolve_account(given)
+            if len(self._accounts) < _ACCOUNT_CACHE_LIMIT:
+                self._accounts[given] = account
+        return account
+
+    def _query(self, account: str) -> UpdateQuery:
+        """The encoded query of ``account``'s rows (``hook.update_query``), built once."""
+        query = self._queries.get(account)
+        if query is None:
+            options = dataclasses.replace(self.options, integrated_account_id=account)
+            query = self.hook.update_query(**dataclasses.asdict(options))
+            if len(self._queries) < _ACCOUNT_CACHE_LIMIT:
+                self._queries[account] = query
+        return query
 
     def prepare(self, raw: RawRow) -> RowItem | RowResult:
         """A :class:`RowItem`, or an ``invalid`` :class:`RowResult` saying what to fix.
@@ -134,6 +160,10 @@ class RowPreparer:
         )
 
     def _prepare(self, raw: RawRow) -> RowItem | RowResult:
+        if self._cached_for is not self.options:  # options replaced: forget what came of them
+            self._accounts.clear()
+            self._queries.clear()
+            self._cached_for = self.options
         data = raw.data
         if raw.error is not None:
             return self._invalid(raw, raw.error)
@@ -160,12 +190,11 @@ class RowPreparer:
             return self._invalid(raw, str(exc))
         try:
             update = parse_update_body(data["body"])
-            options = dataclasses.replace(self.options, integrated_account_id=account)
-            request = self.hook.prepare_update(
+            request = self.hook.build_update(
                 opp_id,
                 update,
+                lambda: self._query(account),
                 idempotency_key=self.identity.for_row(raw.index),  # the hook derives the key
-                **dataclasses.asdict(options),
             )
         except TrutoInputError as exc:
             return self._invalid(raw, str(exc), account)

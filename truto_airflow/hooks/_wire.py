@@ -12,8 +12,8 @@ import functools
 import json
 import unicodedata
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import quote
 
@@ -51,6 +51,7 @@ __all__ = [
     "PreparedRequest",
     "RequestArgs",
     "UpdateArgs",
+    "UpdateQuery",
     "opportunity_path",
 ]
 
@@ -59,6 +60,10 @@ OPPORTUNITIES_PATH = "/unified/crm/opportunities"
 _PASS_THROUGH_FORMATS = frozenset({"raw", "stream"})
 #: ``decode_result``'s marker for a body that did not parse as JSON.
 _NOT_JSON = object()
+#: The encoder of every request body: ``json.dumps(body, separators=(",", ":"),
+#: ensure_ascii=False)`` exactly, built once (``json.dumps`` builds one per call with these
+#: arguments).
+_BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 #: Longest opportunity id accepted. Known CRM ids are short (Salesforce 18 characters, Dynamics
 #: GUIDs 36, Close ids about 50); 512 is 10x the longest, and even 512 four-byte characters
@@ -163,7 +168,7 @@ class PreparedRequest:
         (``dataclasses.replace``), never an edit of this one's ``json_body``."""
         if self.json_body is None:
             return None
-        return json.dumps(self.json_body, separators=(",", ":"), ensure_ascii=False).encode()
+        return _BODY_ENCODER.encode(self.json_body).encode()
 
     @property
     def what(self) -> str:
@@ -287,9 +292,11 @@ class _ResponseMapping:
         """Whether a 2xx with this body carries what the endpoint returns: the rule of
         :meth:`check_result` on the answer's parts (the bulk engine's per-row check, which
         builds no response object for a success)."""
-        fmt = next((v for k, v in request.params if k == "truto_response_format"), None)
-        if fmt in _PASS_THROUGH_FORMATS:
-            return True
+        for key, value in request.params:
+            if key == "truto_response_format":
+                if value in _PASS_THROUGH_FORMATS:
+                    return True
+                break
         if status_code == 204 and not content:
             return True  # "No Content" says so on purpose (an empty 200 does not)
         return isinstance(_parsed(content), dict)
@@ -354,6 +361,31 @@ class _ResponseMapping:
         return self._redact_safe(text)
 
 
+def _encoded_query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``params`` encoded with Truto's convention; an encoding problem is bad input."""
+    try:
+        return encode_query(params)
+    except QueryEncodingError as exc:
+        raise TrutoInputError(str(exc)) from None
+
+
+def _checked_body(json_body: Any) -> Any:
+    """A request body as JSON-native values (:func:`json_value`), or bad input naming where."""
+    try:
+        return json_value(json_body, ("json",), free_form=False)
+    except JsonValueError as exc:
+        raise TrutoInputError(f"request body: {exc}") from None
+
+
+@dataclass(frozen=True)
+class UpdateQuery:
+    """An opportunity update's query, validated and encoded: the resolved account and the
+    ``(key, value)`` pairs sent. Immutable, so one serves every write to that account."""
+
+    account: str
+    params: tuple[tuple[str, str], ...]
+
+
 class RequestArgs(TypedDict, total=False):
     """Keyword arguments of any Truto request (``prepare``, ``request``)."""
 
@@ -406,15 +438,9 @@ class _RequestBuilding:
         """Encode the query with Truto's convention; any encoding problem is raised here."""
         if not path.startswith("/"):
             raise TrutoInputError(f"path must start with '/', got {path!r}")
-        try:
-            pairs = encode_query(args.get("params") or {})
-        except QueryEncodingError as exc:
-            raise TrutoInputError(str(exc)) from None
+        pairs = _encoded_query(args.get("params") or {})
         if json_body is not None:
-            try:
-                json_body = json_value(json_body, ("json",), free_form=False)
-            except JsonValueError as exc:
-                raise TrutoInputError(f"request body: {exc}") from None
+            json_body = _checked_body(json_body)
         idempotency_key = args.get("idempotency_key")
         return PreparedRequest(
             method=method.upper(),
@@ -442,6 +468,30 @@ class _RequestBuilding:
         :class:`~truto_airflow.idempotency.RunIdentity` (the one rule, ``idempotency.py``) from
         the body as validated and the resolved account; without one, this call's own fresh key.
         """
+        return self.build_update(
+            opportunity_id,
+            body,
+            lambda: self.update_query(**options),
+            idempotency_key=idempotency_key,
+        )
+
+    def update_query(self, **options: Unpack[TrutoQueryArgs]) -> UpdateQuery:
+        """The validated, encoded query of an opportunity update with these options (its account
+        resolved against the connection); the same for every write to that account."""
+        query = self._query(TrutoQueryOptions(**options))
+        return UpdateQuery(query["integrated_account_id"], tuple(_encoded_query(query)))
+
+    def build_update(
+        self,
+        opportunity_id: str,
+        body: Mapping[str, Any] | OpportunityUpdate,
+        query: Callable[[], UpdateQuery],
+        *,
+        idempotency_key: str | RunIdentity | None = None,
+    ) -> PreparedRequest:
+        """:meth:`prepare_update` with its query from ``query()`` (called after the id and body
+        are validated, so a row's reason is the same either way): the bulk preparer passes the
+        one it keeps per account instead of rebuilding it for every row."""
         path = opportunity_path(opportunity_id)
         update = parse_update_body(body)
         payload = update.to_body()
@@ -450,21 +500,24 @@ class _RequestBuilding:
                 f"the update for opportunity {opportunity_id!r} has no fields; give at least one "
                 "field (or skip the row upstream)"
             )
-        query = self._query(TrutoQueryOptions(**options))
-        prepared = self.prepare(
-            "PATCH", path, params=query, json_body=payload, fields=update.field_names
-        )
+        encoded = query()
+        json_body = _checked_body(payload)
         if isinstance(idempotency_key, RunIdentity):  # from the write as validated
             key = idempotency_key.key(
-                account=query["integrated_account_id"],
-                opportunity_id=str(opportunity_id),
-                body=prepared.json_body,
+                account=encoded.account, opportunity_id=str(opportunity_id), body=json_body
             )
         elif idempotency_key is None:  # a direct call: one fresh key for every attempt
             key = f"truto-airflow-{uuid.uuid4()}"
         else:
             key = validate_idempotency_key(idempotency_key)
-        return replace(prepared, idempotency_key=key)
+        return PreparedRequest(
+            method="PATCH",
+            path=path,
+            params=list(encoded.params),
+            json_body=json_body,
+            idempotency_key=key,
+            fields=tuple(update.field_names),
+        )
 
     def _query(
         self, options: TrutoQueryOptions, extra: Mapping[str, Any] | None = None

@@ -189,14 +189,14 @@ def test_any_exception_while_preparing_one_row_ends_only_that_row(
     exc: Exception, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = make_engine(ok)
-    real = engine.hook.prepare_update
+    real = engine.hook.build_update
 
     def flaky(opportunity_id: Any, *args: Any, **kwargs: Any) -> Any:
         if opportunity_id == "bad":
             raise exc
         return real(opportunity_id, *args, **kwargs)
 
-    monkeypatch.setattr(engine.hook, "prepare_update", flaky)
+    monkeypatch.setattr(engine.hook, "build_update", flaky)
     summary = run(engine, [{"id": "bad", "body": {"amount": 1}}, SENTINEL])
     assert_isolated(summary, 2)
     assert summary["outcomes"] == {"updated": 1, "failed": 0, "invalid": 1}

@@ -1,0 +1,159 @@
+"""The bulk preparer works out what is immutable for the run once (each account value as
+resolved, each account's encoded query), and every row still comes out exactly as
+``hook.prepare_update`` builds it alone: same request, same Idempotency-Key, same bytes, and an
+invalid row the same reason."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from truto_airflow.bulk.prepare import RowItem, RowPreparer
+from truto_airflow.bulk.rows import RawRow
+from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.hooks import _wire
+from truto_airflow.hooks.truto import TrutoHook
+from truto_airflow.idempotency import RunIdentity
+from truto_airflow.models.opportunity import parse_update_body
+from truto_airflow.models.options import TrutoQueryOptions
+
+from .conftest import ACCOUNTS
+
+IDENTITY = RunIdentity("dag", "task", "run-1", 3)
+
+
+def _reference(hook: TrutoHook, options: TrutoQueryOptions, index: int, row: Any) -> Any:
+    """What the row became before the preparer kept anything (its body validated first, then
+    ``hook.prepare_update`` with the options rebuilt for the row's account): its request, or
+    the ``TrutoInputError`` message."""
+    raw = row.get("integrated_account_id")
+    text = raw if raw is None or isinstance(raw, str) else str(raw)
+    try:
+        account = hook.resolve_account(text or options.integrated_account_id)
+        request = hook.prepare_update(
+            row["id"],
+            parse_update_body(row["body"]),
+            idempotency_key=IDENTITY.for_row(index),
+            **dataclasses.asdict(dataclasses.replace(options, integrated_account_id=account)),
+        )
+    except TrutoInputError as exc:
+        return str(exc)
+    return request
+
+
+def _same(preparer: RowPreparer, hook: TrutoHook, options: TrutoQueryOptions, rows: list[Any]):
+    for index, row in enumerate(rows):
+        got = preparer.prepare(RawRow(index, row))
+        want = _reference(hook, options, index, row)
+        if isinstance(want, str):
+            assert not isinstance(got, RowItem), row
+            assert got.message == want
+        else:
+            assert isinstance(got, RowItem), (row, got)
+            assert got.request == want
+            assert got.request.content == want.content  # the bytes on the wire
+            assert got.row_key == want.idempotency_key
+            assert got.account == dict(want.params)["integrated_account_id"]
+
+
+_account_values = st.sampled_from(
+    [
+        None,
+        "",
+        ACCOUNTS[0],
+        ACCOUNTS[1].upper(),
+        f"  {ACCOUNTS[1]} ",
+        "{" + ACCOUNTS[2] + "}",
+        f"urn:uuid:{ACCOUNTS[0]}",
+        ACCOUNTS[0].replace("-", ""),
+        "not-a-uuid",
+        "62f44730-dd91-461e-bd6a-aedd9e0ad79",
+    ]
+)
+_bodies = st.one_of(
+    st.fixed_dictionaries({"amount": st.integers(-(2**60), 2**60)}),
+    st.fixed_dictionaries(
+        {"name": st.text(max_size=8)},
+        optional={
+            "custom_fields": st.dictionaries(
+                st.text(max_size=4),
+                st.one_of(st.none(), st.floats(), st.text(max_size=4)),
+                max_size=2,
+            )
+        },
+    ),
+    st.just({}),
+    st.just({"nope": 1}),
+)
+_rows = st.fixed_dictionaries(
+    {"id": st.one_of(st.text(max_size=6), st.integers(0, 99), st.just("..")), "body": _bodies},
+    optional={"integrated_account_id": _account_values},
+)
+_options = st.builds(
+    TrutoQueryOptions,
+    integrated_account_id=_account_values,
+    response_format=st.sampled_from([None, "unified", "raw", "normalized"]),
+    ignore_remote_data=st.sampled_from([None, True, False, "true"]),
+    exclude_fields=st.sampled_from([None, ["remote_data"], "a,b", []]),
+    remote_query=st.sampled_from([None, {}, {"owner": {"id": "7"}}, {"x": 1.5}]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(options=_options, rows=st.lists(_rows, min_size=1, max_size=12))
+def test_rows_come_out_as_prepare_update_builds_them(
+    options: TrutoQueryOptions, rows: list[Any]
+) -> None:
+    hook = TrutoHook()
+    _same(RowPreparer(hook=hook, identity=IDENTITY, options=options), hook, options, rows)
+
+
+def test_bad_options_give_every_row_the_same_reason_as_alone() -> None:
+    """Options that cannot be encoded are not remembered: each row still gets its own reason
+    (a bad id first), exactly as prepare_update gives it."""
+    hook = TrutoHook()
+    options = TrutoQueryOptions(remote_query={"x": float("nan")})
+    rows = [{"id": "a", "body": {"amount": 1}}, {"id": "..", "body": {"amount": 1}}] * 2
+    _same(RowPreparer(hook=hook, identity=IDENTITY, options=options), hook, options, rows)
+
+
+def test_each_account_is_parsed_and_its_query_built_once_per_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[Any] = []
+    built: list[Any] = []
+    real_parse, real_build = _wire.validate_integrated_account_id, TrutoQueryOptions.query
+
+    def parse(value: Any, **kw: Any) -> str:
+        parsed.append(value)
+        return real_parse(value, **kw)
+
+    def build(self: TrutoQueryOptions, account: str, **kw: Any) -> dict[str, Any]:
+        built.append(account)
+        return real_build(self, account, **kw)
+
+    monkeypatch.setattr(_wire, "validate_integrated_account_id", parse)
+    monkeypatch.setattr(TrutoQueryOptions, "query", build)
+    preparer = RowPreparer(hook=TrutoHook(), identity=IDENTITY)
+    for i in range(60):
+        row = {"id": f"o{i}", "body": {"amount": i}, "integrated_account_id": ACCOUNTS[i % 2]}
+        assert isinstance(preparer.prepare(RawRow(i, row)), RowItem)
+    # per account, not per row: the row's value, and the query's own resolution of it
+    assert sorted(set(parsed)) == sorted(ACCOUNTS[:2]) and len(parsed) <= 4
+    assert sorted(built) == sorted(ACCOUNTS[:2])
+
+
+def test_replaced_options_are_not_served_from_the_old_ones() -> None:
+    hook = TrutoHook()
+    preparer = RowPreparer(hook=hook, identity=IDENTITY)
+    row = {"id": "o1", "body": {"amount": 1}, "integrated_account_id": ACCOUNTS[0]}
+    first = preparer.prepare(RawRow(0, row))
+    preparer.options = TrutoQueryOptions(response_format="raw")
+    second = preparer.prepare(RawRow(0, row))
+    assert isinstance(first, RowItem) and isinstance(second, RowItem)
+    assert ("truto_response_format", "raw") not in first.request.params
+    assert ("truto_response_format", "raw") in second.request.params
