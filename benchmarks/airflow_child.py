@@ -1,39 +1,43 @@
-"""Child process for (d) and (e): N mapped tasks run by Airflow itself (``dag.test()``).
+"""Child process for (d), (d0), (e), (pd), (pe): N mapped tasks run by Airflow itself.
 
 Run by ``benchmarks.run`` once per DAG run, each in a fresh process with its own AIRFLOW_HOME and
 a copy of one migrated sqlite DB (so neither side pays the other's cold start); prints one JSON
-line. (d) maps ``UpdateOpportunityOperator`` over N rows, (e) maps the http provider's
-``HttpOperator`` over the same rows the way a user would write it (PATCH, JSON body, the token in
-the connection's extra headers).
+line. (d) maps ``UpdateOpportunityOperator`` over N rows, (d0) the same with ``outlets=[]`` (no
+asset event), (e) maps the http provider's ``HttpOperator`` over the same rows the way a user
+would write it (PATCH, JSON body, the token in the connection's extra headers).
 
-``dag.test()`` runs every task in this one process, where a worker runs each task in a fresh
-process. So that (d) pays what a worker pays, each of its tasks starts with an empty in-process
-integration cache (``truto_airflow.account_integration.INTEGRATIONS``) and finds the account in
-the worker's cache files, which start empty in this run's own directory: the first task makes
-the preflight's lookup, the others read one small file.
+In-process, (d)/(d0)/(e): ``dag.test()`` runs every task in this one process, where a worker runs
+each task in a fresh process. So that (d) pays what a worker pays, each of its tasks starts with
+an empty in-process integration cache (``truto_airflow.account_integration.INTEGRATIONS``) and
+finds the account in the worker's cache files, which start empty in this run's own directory:
+the first task makes the preflight's lookup, the others read one small file. What this hides:
+the import of the operator's modules (paid once here) and Airflow's own per-process work.
+
+Production-like, (pd)/(pe): ``dag.test(use_executor=True)`` with the LocalExecutor, whose
+workers (spawned, so nothing of the DAG file is imported in them) run each task as a worker
+does: Airflow's supervisor forks a task process, which parses the DAG file (imports included),
+talks to an execution API server over HTTP and exits. Task durations are Airflow's own
+(``TaskInstance`` start -> end).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
+import os
+import pathlib
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _durations(dag_run: Any, task_id: str) -> list[float]:
-    out = []
-    for ti in dag_run.get_task_instances():
-        if ti.task_id == task_id and ti.start_date and ti.end_date:
-            out.append((ti.end_date - ti.start_date).total_seconds())
-    return out
 
 
 def _states(dag_run: Any) -> dict[str, int]:
@@ -74,6 +78,11 @@ with DAG("bench_mapped_truto", schedule=None, start_date=start, catchup=False):
         task_id="update", integrated_account_id=account
     ).expand_kwargs([{"opportunity_id": i, "body": body} for i in ids])
 
+with DAG("bench_mapped_truto_no_outlets", schedule=None, start_date=start, catchup=False):
+    UpdateOpportunityOperator.partial(
+        task_id="update", integrated_account_id=account, outlets=[]
+    ).expand_kwargs([{"opportunity_id": i, "body": body} for i in ids])
+
 with DAG("bench_mapped_http", schedule=None, start_date=start, catchup=False):
     HttpOperator.partial(
         task_id="patch",
@@ -92,11 +101,78 @@ with DAG("bench_mapped_http", schedule=None, start_date=start, catchup=False):
 """
 
 
-def main() -> None:
-    """``migrate`` (build the template DB once), or ``d`` / ``e`` with a spec: one DAG run."""
-    import os
-    import pathlib
+#: Scenario -> (DAG, task, production-like). ``d0`` is (d) with ``outlets=[]``: no asset event.
+#: ``pd`` / ``pe`` are (d) / (e) through the LocalExecutor, each task in its own task process.
+SCENARIOS = {
+    "d": ("bench_mapped_truto", "update", False),
+    "d0": ("bench_mapped_truto_no_outlets", "update", False),
+    "e": ("bench_mapped_http", "patch", False),
+    "pd": ("bench_mapped_truto", "update", True),
+    "pe": ("bench_mapped_http", "patch", True),
+}
 
+
+def _ms(values: list[float]) -> float | None:
+    return round(1000 * statistics.median(values), 1) if values else None
+
+
+@contextlib.contextmanager
+def _execution_api() -> Iterator[None]:
+    """``airflow api-server --apps execution`` on the port of ``execution_api_server_url``, as a
+    worker's supervisor talks to it over HTTP (``dag.test()`` starts none). Up before the clock
+    starts, stopped by its pid after."""
+    import subprocess
+
+    import httpx2
+
+    url = os.environ["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    airflow = str(pathlib.Path(sys.executable).with_name("airflow"))
+    home = pathlib.Path(os.environ["AIRFLOW_HOME"])
+    with (home / "api-server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [airflow, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", port],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx2.get(url + "health", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((home / "api-server.log").read_text()[-3000:])
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _poll_like_a_scheduler(seconds: float) -> None:
+    """``dag.test(use_executor=True)`` hands the executor a new task only in its poll loop, which
+    sleeps 1 s whenever no task is schedulable: a freed worker slot would wait up to 1 s for its
+    next task, and that wait (not the task) would dominate the figures. A busy scheduler reacts
+    sooner, so this process's sleeps are capped at ``seconds`` (the tasks run in other
+    processes, which this does not touch)."""
+    sleep = time.sleep
+
+    def capped(secs: float) -> None:
+        sleep(min(secs, seconds))
+
+    time.sleep = capped
+
+
+def main() -> None:
+    """``migrate`` (build the template DB once), or a scenario of :data:`SCENARIOS` with a spec:
+    one DAG run."""
     which = sys.argv[1]
     from airflow.utils import db
 
@@ -110,32 +186,65 @@ def main() -> None:
     (folder / "spec.json").write_text(json.dumps(spec))
     (folder / "bench_dags.py").write_text(DAG_FILE)
     os.environ["TRUTO_AIRFLOW_CACHE_DIR"] = str(folder / "truto-cache")  # empty: no earlier run's
-    _fresh_process_per_task()
+    dag_id, task_id, production = SCENARIOS[which]
+    if production:
+        # Workers start as a scheduler's do: Airflow imported, no DAG file, no provider. Each
+        # task process (forked by its worker's supervisor) then parses the DAG file itself.
+        multiprocessing.set_start_method("spawn", force=True)
+        _poll_like_a_scheduler(0.1)
+    else:
+        _fresh_process_per_task()
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(folder))
     if bag.import_errors:
         raise RuntimeError(str(bag.import_errors))
-    dag_id, task_id = {"d": ("bench_mapped_truto", "update"), "e": ("bench_mapped_http", "patch")}[
-        which
-    ]
     dag = bag.get_dag(dag_id)
     assert dag is not None
-    cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    dag_run = dag.test()
-    seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
-    tasks = sorted(_durations(dag_run, task_id))
+    with _execution_api() if production else contextlib.nullcontext():
+        cpu0, t0 = _cpu_seconds(), time.perf_counter()
+        dag_run = dag.test(use_executor=production)
+        seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
+    tis = [t for t in dag_run.get_task_instances() if t.task_id == task_id]
+    tasks = sorted(
+        (t.end_date - t.start_date).total_seconds() for t in tis if t.start_date and t.end_date
+    )
+    rows = len(spec["ids"])
     result = {
-        "rows": len(spec["ids"]),
+        "rows": rows,
         "seconds": round(seconds, 3),
-        "rows_per_second": round(len(spec["ids"]) / seconds, 2),
-        # CPU of the whole dag.test() process per task (Airflow's in-process API included):
-        # steadier than wall time on a loaded machine.
-        "cpu_ms_per_row": round(1000 * cpu / len(spec["ids"]), 2),
-        "task_median_ms": round(1000 * statistics.median(tasks), 1) if tasks else None,
+        "rows_per_second": round(rows / seconds, 2),
+        "task_median_ms": _ms(tasks),
         "task_ms": [round(1000 * t, 1) for t in tasks],
         "states": _states(dag_run),
     }
+    if production:
+        slots = int(os.environ["AIRFLOW__CORE__PARALLELISM"])
+        starts = [t.start_date for t in tis if t.start_date]
+        ends = [t.end_date for t in tis if t.end_date]
+        # From the moment dag.test() made the task schedulable (all N at once, so it includes
+        # the wait for a free worker slot and grows with N / parallelism) to its end.
+        scheduled = [
+            (t.end_date - t.scheduled_dttm).total_seconds()
+            for t in tis
+            if t.scheduled_dttm and t.end_date
+        ]
+        result.update(
+            parallelism=slots,
+            scheduled_to_end_median_ms=_ms(scheduled),
+            # What a worker slot spends per task, from the first task's start to the last one's
+            # end (the workers' own start-up excluded), task process start and exit included.
+            slot_ms_per_task=round(
+                1000 * (max(ends) - min(starts)).total_seconds() * slots / rows, 1
+            )
+            if starts and ends
+            else None,
+        )
+    else:
+        # CPU of the whole dag.test() process per task (Airflow's in-process API included):
+        # steadier than wall time on a loaded machine. (With the executor the tasks' CPU is
+        # in other processes, so it is not reported there.)
+        result["cpu_ms_per_row"] = round(1000 * cpu / rows, 2)
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from benchmarks import table
 
@@ -57,3 +58,66 @@ def test_marginal_cpu_splits_the_fixed_per_task_cost_and_decides_the_cpu_target(
     scenarios["f32"]["cpu_marginal_ms_per_row"] = 0.06
     table.add_ratios(results)
     assert results["targets"]["bulk CPU per row <= 1.5 x aiohttp at c=32"] is False
+
+
+def _production_pair(pd_ms: float, pe_ms: float, pd_states: dict[str, int]) -> dict[str, Any]:
+    def side(ms: float, states: dict[str, int]) -> dict[str, Any]:
+        return {
+            "rows": 12,
+            "rows_per_second": 1.0,
+            "task_median_ms": ms,
+            "slot_ms_per_task": 2 * ms,
+            "parallelism": 2,
+            "runs": [{"states": {"success": 12}}, {"states": states}],
+        }
+
+    return {
+        "pd": side(pd_ms, pd_states),
+        "pe": side(pe_ms, {"success": 12}),
+        "d": {"rows_per_second": 10.0, "task_median_ms": 70.0},
+        "d0": {"rows_per_second": 10.0, "task_median_ms": 56.0},
+        "e": {"rows_per_second": 10.0, "task_median_ms": 60.0},
+    }
+
+
+def test_the_production_like_pair_has_its_own_verdict_beside_the_in_process_one() -> None:
+    results: dict[str, Any] = {"scenarios": _production_pair(600.0, 700.0, {"success": 12})}
+    table.add_ratios(results)
+    targets = results["targets"]
+    assert targets["mapped UpdateOpportunityOperator task median <= HttpOperator's"] is False
+    assert targets[table.PRODUCTION_TARGET] is True
+    assert targets[table.PRODUCTION_SUCCESS] is True
+    assert results["ratios"]["task_median_pd_over_pe"] == 0.857
+    assert results["ratios"]["task_median_d0_over_e"] == 0.933
+
+    slower = {"scenarios": _production_pair(701.0, 700.0, {"success": 12})}
+    table.add_ratios(slower)
+    assert slower["targets"][table.PRODUCTION_TARGET] is False
+
+
+def test_a_task_that_failed_in_any_round_is_a_missed_target_and_shown() -> None:
+    results: dict[str, Any] = {
+        "scenarios": _production_pair(600.0, 700.0, {"success": 11, "failed": 1}),
+        "latency_ms": 20.0,
+        "when": "2026-11-29T00:00:00+00:00",
+        "cpus": 2,
+        "python": "3.11",
+        "rounds": 2,
+    }
+    table.add_ratios(results)
+    assert results["targets"][table.PRODUCTION_SUCCESS] is False
+    text = table.render(results)
+    row = next(
+        line for line in text.splitlines() if "`UpdateOpportunityOperator` tasks (12" in line
+    )
+    assert row.endswith("| 600 | 1,200 | 1 |")
+    assert "`outlets=[]`" in text and "with `outlets=[]` 0.93" in text
+    assert f"**missed**: {table.PRODUCTION_SUCCESS}" in text
+
+
+def test_results_without_the_new_scenarios_render_no_production_table() -> None:
+    results = json.loads(table.PUBLISHED.read_text())
+    results["scenarios"] = {k: v for k, v in results["scenarios"].items() if k not in ("pd", "pe")}
+    table.add_ratios(results)
+    assert "production-like" not in table.render(results)
+    assert table.PRODUCTION_TARGET not in results["targets"]
