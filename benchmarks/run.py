@@ -64,6 +64,7 @@ MEDIAN_KEYS = (
     "task_median_ms",
     "scheduled_to_end_median_ms",
     "slot_ms_per_task",
+    "worker_cpu_ms_per_task",
 )
 #: Worker slots of the production-like pair (pd)/(pe): low enough not to thrash 2 cores.
 PRODUCTION_PARALLELISM = 2
@@ -356,7 +357,9 @@ def main() -> None:
             "sqlite in WAL mode; every task runs in its own task process that parses the DAG "
             "file (imports included). Per-task figure: median task instance start -> end as "
             "Airflow records it; worker-slot ms per task: first start -> last end x slots / "
-            "tasks (it includes Airflow's supervisor lingering after some tasks). dag.test()'s "
+            "tasks (it includes Airflow's supervisor lingering after some tasks); worker CPU "
+            "ms per task: the CPU of the workers and their task processes over the tasks (the "
+            "workers' own start-up included, alike for both). dag.test()'s "
             "1 s poll is capped at 0.1 s (a scheduler hands a freed slot its next task sooner)",
         ],
     }

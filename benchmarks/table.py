@@ -35,6 +35,8 @@ def brief(r: dict[str, Any]) -> str:
         parts.append(f"task median {r['task_median_ms']:.0f} ms")
     if r.get("slot_ms_per_task") is not None:
         parts.append(f"worker slot {r['slot_ms_per_task']:.0f} ms/task")
+    if r.get("worker_cpu_ms_per_task") is not None:
+        parts.append(f"worker CPU {r['worker_cpu_ms_per_task']:.0f} ms/task")
     failed = _failed(r)
     if failed:
         parts.append(f"{failed} task(s) not successful")
@@ -86,6 +88,9 @@ def add_ratios(results: dict[str, Any]) -> None:
     if pd and pe:
         ratios["task_median_pd_over_pe"] = _ratio(pd["task_median_ms"], pe["task_median_ms"])
         ratios["slot_pd_over_pe"] = _ratio(pd.get("slot_ms_per_task"), pe.get("slot_ms_per_task"))
+        ratios["worker_cpu_pd_over_pe"] = _ratio(
+            pd.get("worker_cpu_ms_per_task"), pe.get("worker_cpu_ms_per_task")
+        )
         targets[PRODUCTION_TARGET] = pd["task_median_ms"] <= pe["task_median_ms"]
         targets[PRODUCTION_SUCCESS] = _failed(pd) == 0 and _failed(pe) == 0
     rl = results.get("rate_limited")
@@ -196,12 +201,14 @@ def render(results: dict[str, Any]) -> str:
             + "."
         )
     if "task_median_pd_over_pe" in ratios:
-        slot = ratios.get("slot_pd_over_pe")
+        slot, cpu = ratios.get("slot_pd_over_pe"), ratios.get("worker_cpu_pd_over_pe")
         out.append(
             f"Mapped tasks production-like (a task process per task): per-task median "
             f"`UpdateOpportunityOperator` / `HttpOperator` = "
             f"**{ratios['task_median_pd_over_pe']:.2f}** (preflight on)"
-            + (f"; worker-slot time per task {slot:.2f}." if slot is not None else ".")
+            + (f"; worker-slot time per task {slot:.2f}" if slot is not None else "")
+            + (f"; worker CPU per task {cpu:.2f}" if cpu is not None else "")
+            + "."
         )
     rl = results.get("rate_limited")
     if rl:
@@ -237,14 +244,16 @@ def _production(s: dict[str, Any]) -> list[str]:
         + ", each task in its own task process (DAG file parsed, imports included) "
         "| per-task median ms (start -> end, as Airflow records it) "
         "| worker-slot ms per task (first start -> last end x slots / tasks) "
+        "| worker CPU ms per task (workers + task processes, workers' start-up included) "
         "| tasks not successful |",
-        "|---|---|---|---|",
+        "|---|---|---|---|---|",
     ]
     for key, label in present:
         r = s[key]
         out.append(
             f"| {label} ({r['rows']} tasks) | {_n(r.get('task_median_ms'))} "
-            f"| {_n(r.get('slot_ms_per_task'))} | {_failed(r)} |"
+            f"| {_n(r.get('slot_ms_per_task'))} | {_n(r.get('worker_cpu_ms_per_task'))} "
+            f"| {_failed(r)} |"
         )
     out.append("")
     return out

@@ -67,6 +67,7 @@ def _production_pair(pd_ms: float, pe_ms: float, pd_states: dict[str, int]) -> d
             "rows_per_second": 1.0,
             "task_median_ms": ms,
             "slot_ms_per_task": 2 * ms,
+            "worker_cpu_ms_per_task": 3 * ms,
             "parallelism": 2,
             "runs": [{"states": {"success": 12}}, {"states": states}],
         }
@@ -110,7 +111,7 @@ def test_a_task_that_failed_in_any_round_is_a_missed_target_and_shown() -> None:
     row = next(
         line for line in text.splitlines() if "`UpdateOpportunityOperator` tasks (12" in line
     )
-    assert row.endswith("| 600 | 1,200 | 1 |")
+    assert row.endswith("| 600 | 1,200 | 1,800 | 1 |")
     assert "`outlets=[]`" in text and "with `outlets=[]` 0.93" in text
     assert f"**missed**: {table.PRODUCTION_SUCCESS}" in text
 
