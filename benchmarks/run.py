@@ -399,27 +399,13 @@ def main() -> None:
                     },
                 )
             )
-        if "mapped" in groups:
-            scen.update(
-                _alternating(
-                    args.rounds,
-                    {
-                        "d": bench.mapped("d", ids[:rows_de]),
-                        "d0": bench.mapped("d0", ids[:rows_de]),
-                        "e": bench.mapped("e", ids[:rows_de]),
-                    },
-                )
-            )
-        if "production" in groups:
-            scen.update(
-                _alternating(
-                    args.rounds,
-                    {
-                        "pd": bench.mapped("pd", ids[:rows_p]),
-                        "pe": bench.mapped("pe", ids[:rows_p]),
-                    },
-                )
-            )
+        for group, n, kinds in (
+            ("mapped", rows_de, ("d", "d0", "e")),
+            ("production", rows_p, ("pd", "pe")),
+        ):
+            if group in groups:
+                sides = {k: bench.mapped(k, ids[:n]) for k in kinds}
+                scen.update(_alternating(args.rounds, sides))
         if "rate" in groups:
             results["rate_limited"] = bench.rate_limited(rate_r, 3, 32)
             print(f"  rate-limited: {results['rate_limited']}", flush=True)
