@@ -67,10 +67,14 @@ def validate_idempotency_key(value: object) -> str:
     return value
 
 
+#: ``json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)`` exactly, built once
+#: (``json.dumps`` builds an encoder per call when given arguments; this runs once per row).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def body_fingerprint(body: Any) -> str:
     """SHA-256 of the body's canonical JSON (sorted keys, compact)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
 
 
 def derive_idempotency_key(
@@ -141,6 +145,8 @@ class RunIdentity:
 
     def for_row(self, row: int) -> RunIdentity:
         """This identity for bulk input row ``row``."""
+        if type(self) is RunIdentity:  # once per row: the constructor, not replace()'s generic walk
+            return RunIdentity(self.dag_id, self.task_id, self.run_id, self.map_index, row)
         return dataclasses.replace(self, row=row)
 
     def key(self, *, account: str, opportunity_id: str, body: Mapping[str, Any]) -> str:

@@ -46,3 +46,39 @@ def test_context_identity_from_ti_and_without_one() -> None:
         "x",
         "r2",
     )
+
+
+def test_derived_keys_are_pinned_across_releases() -> None:
+    """Keys computed by the released derivation: a retry after an upgrade must send the same
+    key (a faster encoder or constructor may not change a single byte)."""
+    from truto_airflow.idempotency import RunIdentity
+
+    identity = RunIdentity("dag", "task", "run-1", 3)
+    account = "62f44730-dd91-461e-bd6a-aedd9e0ad79d"
+    body = {"name": "Déal", "amount": 1.5, "custom_fields": {"b": None, "a": [1, "x"]}}
+    assert (
+        identity.for_row(7).key(account=account, opportunity_id="o/1", body=body)
+        == "truto-airflow-379d053300f3cf8806de199b2fb652106975afcbafb97bf7"
+    )
+    assert (
+        identity.key(account=account, opportunity_id="o/1", body={"name": "Déal"})
+        == "truto-airflow-34869b50670918228d5097a09fac680a9b1548808c323df3"
+    )
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_json)
+def test_the_body_fingerprint_is_the_canonical_json_dumps(body: object) -> None:
+    import hashlib
+    import json
+
+    from truto_airflow.idempotency import body_fingerprint
+
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    assert body_fingerprint(body) == hashlib.sha256(canonical.encode()).hexdigest()

@@ -173,8 +173,8 @@ class RowPreparer:
                 f"row {raw.index} must be an object with 'id' and 'body', got "
                 f"{type(data).__name__}",
             )
-        unknown = sorted(safe_text(k, 60) for k in data if k not in ROW_KEYS)
-        if unknown:
+        if not ROW_KEYS.issuperset(data):  # the unknown keys are named only when there are some
+            unknown = sorted(safe_text(k, 60) for k in data if k not in ROW_KEYS)
             return self._invalid(
                 raw,
                 f"row {raw.index} has unknown key(s) {', '.join(unknown)}: a row is "

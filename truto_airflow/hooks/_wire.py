@@ -98,7 +98,13 @@ def opportunity_path(opportunity_id: Any) -> str:
             f"opportunity_id is {len(text)} characters long ({text[:40]!r}...); CRM ids are "
             f"at most a few dozen, the limit is {MAX_ID_LENGTH}. Check the column it comes from"
         )
-    bad = next((ch for ch in text if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES), None)
+    # Printable ASCII holds no forbidden character (ASCII's only ones are Cc, which
+    # isprintable() refuses), so only other text needs the per-character look-up.
+    bad = (
+        None
+        if text.isascii() and text.isprintable()
+        else next((ch for ch in text if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES), None)
+    )
     if bad is not None:
         raise TrutoInputError(
             f"opportunity_id {text[:80]!r} contains control characters ({bad!r}, "
@@ -516,7 +522,7 @@ class _RequestBuilding:
             params=list(encoded.params),
             json_body=json_body,
             idempotency_key=key,
-            fields=tuple(update.field_names),
+            fields=tuple(payload),  # update.field_names: the set fields, in declaration order
         )
 
     def _query(

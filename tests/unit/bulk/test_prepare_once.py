@@ -6,6 +6,8 @@ invalid row the same reason."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import unicodedata
 from typing import Any
 
 import pytest
@@ -157,3 +159,66 @@ def test_replaced_options_are_not_served_from_the_old_ones() -> None:
     assert isinstance(first, RowItem) and isinstance(second, RowItem)
     assert ("truto_response_format", "raw") not in first.request.params
     assert ("truto_response_format", "raw") in second.request.params
+
+
+_FIELD_VALUES: dict[str, Any] = {
+    "name": "Deal",
+    "description": "",
+    "amount": 12.5,
+    "currency": "EUR",
+    "close_date": "2026-01-02T03:04:05Z",
+    "close_time": "10:30",
+    "created_at": "2026-01-02",
+    "owner": {"id": "7"},
+    "account": {"id": 8},
+    "contact": [{"id": "c"}],
+    "stage": {"name": "Won"},
+    "status": "open",
+    "tags": [{"id": "t"}],
+    "custom_fields": {"x": 1},
+    "remote_data": {"y": [1, "z"]},
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(sorted(_FIELD_VALUES)), unique=True, min_size=1).flatmap(
+        lambda names: st.permutations(names)
+    ),
+    st.data(),
+)
+def test_a_requests_field_names_are_its_bodys_keys(names: list[str], data: Any) -> None:
+    """build_update names the fields by the dumped body's keys: the update's set fields in
+    declaration order (``OpportunityUpdate.field_names``), whatever order they were given in
+    and whether set to a value or to null."""
+    body = {n: data.draw(st.sampled_from([_FIELD_VALUES[n], None])) for n in names}
+    update = parse_update_body(body)
+    request = TrutoHook().prepare_update("o1", body, integrated_account_id=ACCOUNTS[0])
+    assert request.fields == tuple(update.field_names) == tuple(update.to_body())
+
+
+def test_the_printable_ascii_shortcut_of_the_id_rule_refuses_what_the_rule_refuses() -> None:
+    """opportunity_path skips the per-character category look-up for printable ASCII; every
+    ASCII character it lets through that way is one the look-up lets through too."""
+    for code in range(128):
+        text = f"a{chr(code)}b"
+        try:
+            _wire.opportunity_path(text)
+            refused = False
+        except TrutoInputError:
+            refused = True
+        assert refused == (unicodedata.category(chr(code)) in _wire._FORBIDDEN_CATEGORIES)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_json_values)
+def test_the_bytes_on_the_wire_are_compact_utf8_json_dumps(body: Any) -> None:
+    request = _wire.PreparedRequest("PATCH", "/x", [], json_body=body)
+    expected = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    assert request.content == (None if body is None else expected)
