@@ -216,7 +216,14 @@ def json_value(
         return value
     if isinstance(value, str):
         return _check_text(value, path, free_form=free_form)
-    if isinstance(value, Mapping):
+    # Exactly int or float (what every parsed row holds): the number branch below without its
+    # abstract-class checks, which cost more than the check itself (this runs for every value).
+    exact = type(value)
+    if exact is int:
+        return value if typed else _check_int(value, path)
+    if exact is float:
+        return value if typed else _check_float(value, path)
+    if exact is dict or isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):

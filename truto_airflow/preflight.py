@@ -233,7 +233,7 @@ def check_update(
     required = caps.required_fields(slug)
     body = parsed.to_body()
     issues: list[PreflightIssue] = []
-    for name in parsed.field_names:
+    for name in body:  # parsed.field_names: the set fields, in declaration order (tested)
         if name in PASSTHROUGH_FIELDS or name in supported:
             continue
         issues.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import unicodedata
 from typing import Any
 
@@ -20,6 +21,7 @@ from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks import _wire
 from truto_airflow.hooks.truto import TrutoHook
 from truto_airflow.idempotency import RunIdentity
+from truto_airflow.json_values import JsonValueError, json_value
 from truto_airflow.models.opportunity import parse_update_body
 from truto_airflow.models.options import TrutoQueryOptions
 
@@ -222,3 +224,64 @@ def test_the_bytes_on_the_wire_are_compact_utf8_json_dumps(body: Any) -> None:
     request = _wire.PreparedRequest("PATCH", "/x", [], json_body=body)
     expected = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     assert request.content == (None if body is None else expected)
+
+
+class _Int(int):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+def _slow(value: Any) -> Any:
+    """``value`` with every int, float and dict replaced by a subclass or another mapping, so
+    json_value takes its general branches instead of its exact-type shortcuts."""
+    if type(value) is int:
+        return _Int(value)
+    if type(value) is float:
+        return _Float(value)
+    if isinstance(value, dict):
+        return types.MappingProxyType({k: _slow(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_slow(v) for v in value]
+    return value
+
+
+def _outcome(value: Any, **kw: Any) -> Any:
+    try:
+        return ("ok", json_value(value, ("x",), **kw))
+    except JsonValueError as exc:
+        return ("error", str(exc))
+
+
+_numbers = st.one_of(
+    st.integers(),
+    st.integers(-(2**53) - 2, 2**53 + 2),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=4),
+    st.sampled_from(["nan", "inf", " NaN "]),
+)
+_nested = st.recursive(
+    _numbers,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300)
+@given(_nested, st.booleans(), st.booleans())
+def test_json_values_exact_type_shortcuts_decide_as_the_general_branches(
+    value: Any, free_form: bool, typed: bool
+) -> None:
+    fast = _outcome(value, free_form=free_form, typed=typed)
+    slow = _outcome(_slow(value), free_form=free_form, typed=typed)
+    assert fast[0] == slow[0]
+    if fast[0] == "error":
+        assert fast[1] == slow[1].replace("_Int", "int").replace("_Float", "float")
+    else:
+        assert fast[1] == slow[1]
