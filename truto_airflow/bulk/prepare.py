@@ -111,7 +111,9 @@ class RowPreparer:
 
     def _account(self, raw: Any) -> str:
         text = raw if raw is None or isinstance(raw, str) else str(raw)
-        given = text or self.options.integrated_account_id
+        given: Any = text or self.options.integrated_account_id
+        if given is not None and not isinstance(given, str):  # odd options: resolved as given
+            return self.hook.resolve_account(given)
         account = self._accounts.get(given)
         if account is None:
             account = self.hook.resolve_account(given)

@@ -285,3 +285,15 @@ def test_json_values_exact_type_shortcuts_decide_as_the_general_branches(
         assert fast[1] == slow[1].replace("_Int", "int").replace("_Float", "float")
     else:
         assert fast[1] == slow[1]
+
+
+ROW = {"id": "o1", "body": {"amount": 1}}
+
+
+@pytest.mark.parametrize("odd", [["62f44730-dd91-461e-bd6a-aedd9e0ad79d"], {"id": 1}, 12])
+def test_odd_account_options_give_the_reason_they_gave_before(odd: Any) -> None:
+    """An unhashable or non-text default account is resolved as given (not looked up in the
+    preparer's memory, which would fail with a TypeError instead of the account's reason)."""
+    hook = TrutoHook()
+    options = TrutoQueryOptions(integrated_account_id=odd)
+    _same(RowPreparer(hook=hook, identity=IDENTITY, options=options), hook, options, [ROW] * 2)
