@@ -64,21 +64,3 @@ def test_derived_keys_are_pinned_across_releases() -> None:
         identity.key(account=account, opportunity_id="o/1", body={"name": "Déal"})
         == "truto-airflow-34869b50670918228d5097a09fac680a9b1548808c323df3"
     )
-
-
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=12,
-)
-
-
-@given(_json)
-def test_the_body_fingerprint_is_the_canonical_json_dumps(body: object) -> None:
-    import hashlib
-    import json
-
-    from truto_airflow.idempotency import body_fingerprint
-
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    assert body_fingerprint(body) == hashlib.sha256(canonical.encode()).hexdigest()

@@ -6,6 +6,7 @@ invalid row the same reason."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import types
 import unicodedata
@@ -20,7 +21,7 @@ from truto_airflow.bulk.rows import RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.hooks import _wire
 from truto_airflow.hooks.truto import TrutoHook
-from truto_airflow.idempotency import RunIdentity
+from truto_airflow.idempotency import RunIdentity, body_fingerprint
 from truto_airflow.json_values import JsonValueError, json_value
 from truto_airflow.models.opportunity import parse_update_body
 from truto_airflow.models.options import TrutoQueryOptions
@@ -224,6 +225,12 @@ def test_the_bytes_on_the_wire_are_compact_utf8_json_dumps(body: Any) -> None:
     request = _wire.PreparedRequest("PATCH", "/x", [], json_body=body)
     expected = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     assert request.content == (None if body is None else expected)
+
+
+@given(_json_values)
+def test_the_body_fingerprint_is_the_canonical_json_dumps(body: Any) -> None:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    assert body_fingerprint(body) == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class _Int(int):
