@@ -30,6 +30,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from truto_airflow.exceptions import TrutoAPIError, TrutoConfigError
+from truto_airflow.hooks._answers import _ResponseMapping
 
 # The hook's parts, re-exported here (the public import path stays truto_airflow.hooks.truto).
 from truto_airflow.hooks._clients import USER_AGENT, _ClientLifecycle, _Leases
@@ -46,7 +47,6 @@ from truto_airflow.hooks._wire import (
     RequestArgs,
     UpdateArgs,
     _RequestBuilding,
-    _ResponseMapping,
     opportunity_path,
 )
 from truto_airflow.models.opportunity import OpportunityUpdate

@@ -623,6 +623,22 @@ def _stream_response(payload: bytes) -> Callable[[httpx2.Request], httpx2.Respon
     return handler
 
 
+def _stream_op(output_path: str, handler: Any, **hook_params: Any) -> UpdateOpportunityOperator:
+    """A deprecated stream-to-file operator (the deprecation warning is expected)."""
+    with (
+        DAG("dag_a", schedule=None, start_date=START),
+        pytest.warns(DeprecationWarning, match="output_path"),
+    ):
+        return UpdateOpportunityOperator(
+            task_id="update",
+            opportunity_id=OPP_ID,
+            body={"amount": 1},
+            response_format="stream",
+            output_path=output_path,
+            hook_params={"transport": httpx2.MockTransport(handler), **hook_params},
+        )
+
+
 def test_stream_to_local_file(tmp_path: Path) -> None:
     payload = b"x" * 250_000 + b"end"
     rec = Recorder()
@@ -635,18 +651,7 @@ def test_stream_to_local_file(tmp_path: Path) -> None:
             seen.append(request)
         return handler(request)
 
-    with (
-        DAG("dag_a", schedule=None, start_date=START),
-        pytest.warns(DeprecationWarning, match="output_path"),
-    ):
-        op = UpdateOpportunityOperator(
-            task_id="update",
-            opportunity_id=OPP_ID,
-            body={"amount": 1},
-            response_format="stream",
-            output_path=str(tmp_path / "out" / "{{ run_id }}.bin"),
-            hook_params={"transport": httpx2.MockTransport(record)},
-        )
+    op = _stream_op(str(tmp_path / "out" / "{{ run_id }}.bin"), record)
     ti = FakeTI()
     result = run(op, ti)
     target = tmp_path / "out" / "manual__2024-01-01.bin"
@@ -660,18 +665,7 @@ def test_stream_to_local_file(tmp_path: Path) -> None:
 
 def test_stream_to_object_storage_url(tmp_path: Path) -> None:
     payload = b'{"id": "opp"}'
-    with (
-        DAG("dag_a", schedule=None, start_date=START),
-        pytest.warns(DeprecationWarning, match="output_path"),
-    ):
-        op = UpdateOpportunityOperator(
-            task_id="update",
-            opportunity_id=OPP_ID,
-            body={"amount": 1},
-            response_format="stream",
-            output_path=f"file://{tmp_path}/o.json",
-            hook_params={"transport": httpx2.MockTransport(_stream_response(payload))},
-        )
+    op = _stream_op(f"file://{tmp_path}/o.json", _stream_response(payload))
     result = run(op)
     assert result["bytes"] == len(payload)
     assert result["status_code"] == 200
@@ -700,22 +694,12 @@ def test_stream_broken_midway_leaves_no_file(tmp_path: Path, url: bool) -> None:
         return httpx2.Response(200, content=chunks(), headers={"content-type": "text/plain"})
 
     target = tmp_path / "o.bin"
-    with (
-        DAG("dag_a", schedule=None, start_date=START),
-        pytest.warns(DeprecationWarning, match="output_path"),
-    ):
-        op = UpdateOpportunityOperator(
-            task_id="update",
-            opportunity_id=OPP_ID,
-            body={"amount": 1},
-            response_format="stream",
-            output_path=f"file://{target}" if url else str(target),
-            integration="hubspot",  # no account lookup: the PATCH is the only request
-            hook_params={
-                "transport": httpx2.MockTransport(handler),
-                "retry_policy": RetryPolicy(max_retries=0, sleep=no_sleep),
-            },
-        )
+    op = _stream_op(
+        f"file://{target}" if url else str(target),
+        handler,
+        retry_policy=RetryPolicy(max_retries=0, sleep=no_sleep),
+    )
+    op.integration = "hubspot"  # no account lookup: the PATCH is the only request
     with pytest.raises(TrutoNetworkError, match="connection lost"):
         run(op)
     assert list(tmp_path.iterdir()) == []
