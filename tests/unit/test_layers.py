@@ -28,3 +28,14 @@ def test_the_hook_room_imports_neither_bulk_nor_operators() -> None:
         assert higher == set(), path.name
         # nor reaches into a higher room's transport by name
         assert "send_raw" not in path.read_text(), path.name
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module past 500 lines holds more than one job (docs/architecture.md): split it where
+    the jobs part, as hooks/ is split, instead of letting it grow."""
+    sizes = {
+        str(path.relative_to(PACKAGE)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert sizes, "no modules found"
+    assert {name: n for name, n in sizes.items() if n > 500} == {}
