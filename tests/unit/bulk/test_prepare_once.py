@@ -290,8 +290,8 @@ def test_json_values_exact_type_shortcuts_decide_as_the_general_branches(
     assert fast[0] == slow[0]
     if fast[0] == "error":
         assert fast[1] == slow[1].replace("_Int", "int").replace("_Float", "float")
-    else:
-        assert fast[1] == slow[1]
+    else:  # repr: a NaN the rules let through equals itself only as the same object
+        assert repr(fast[1]) == repr(slow[1])
 
 
 ROW = {"id": "o1", "body": {"amount": 1}}
