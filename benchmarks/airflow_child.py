@@ -1,12 +1,13 @@
-"""Child process for (d), (d0), (e), (pd), (pe): N mapped tasks run by Airflow itself.
+"""Child process for (d), (da), (e), (pd), (pe): N mapped tasks run by Airflow itself.
 
 Run by ``benchmarks.run`` once per DAG run, each in a fresh process with its own AIRFLOW_HOME and
 a copy of one migrated sqlite DB (so neither side pays the other's cold start); prints one JSON
-line. (d) maps ``UpdateOpportunityOperator`` over N rows, (d0) the same with ``outlets=[]`` (no
-asset event), (e) maps the http provider's ``HttpOperator`` over the same rows the way a user
-would write it (PATCH, JSON body, the token in the connection's extra headers).
+line. (d) maps ``UpdateOpportunityOperator`` over N rows (no asset event: its default), (da)
+the same with ``outlets=list(DEFAULT_OUTLETS)`` (asset events on), (e) maps the http provider's
+``HttpOperator`` over the same rows the way a user would write it (PATCH, JSON body, the token in
+the connection's extra headers).
 
-In-process, (d)/(d0)/(e): ``dag.test()`` runs every task in this one process, where a worker runs
+In-process, (d)/(da)/(e): ``dag.test()`` runs every task in this one process, where a worker runs
 each task in a fresh process. So that (d) pays what a worker pays, each of its tasks starts with
 an empty in-process integration cache (``truto_airflow.account_integration.INTEGRATIONS``) and
 finds the account in the worker's cache files, which start empty in this run's own directory:
@@ -76,6 +77,7 @@ start = pendulum.datetime(2024, 1, 1, tz="UTC")
 DAG_FILES = {
     "bench_truto.py": _DAG_HEADER
     + """
+from truto_airflow.assets import DEFAULT_OUTLETS
 from truto_airflow.operators.opportunities import UpdateOpportunityOperator
 
 with DAG("bench_mapped_truto", schedule=None, start_date=start, catchup=False):
@@ -83,9 +85,9 @@ with DAG("bench_mapped_truto", schedule=None, start_date=start, catchup=False):
         task_id="update", integrated_account_id=account
     ).expand_kwargs([{"opportunity_id": i, "body": body} for i in ids])
 
-with DAG("bench_mapped_truto_no_outlets", schedule=None, start_date=start, catchup=False):
+with DAG("bench_mapped_truto_asset_events", schedule=None, start_date=start, catchup=False):
     UpdateOpportunityOperator.partial(
-        task_id="update", integrated_account_id=account, outlets=[]
+        task_id="update", integrated_account_id=account, outlets=list(DEFAULT_OUTLETS)
     ).expand_kwargs([{"opportunity_id": i, "body": body} for i in ids])
 """,
     "bench_http.py": _DAG_HEADER
@@ -111,11 +113,11 @@ with DAG("bench_mapped_http", schedule=None, start_date=start, catchup=False):
 }
 
 
-#: Scenario -> (DAG, task, production-like). ``d0`` is (d) with ``outlets=[]``: no asset event.
+#: Scenario -> (DAG, task, production-like). ``da`` is (d) with the asset alias as outlet.
 #: ``pd`` / ``pe`` are (d) / (e) through the LocalExecutor, each task in its own task process.
 SCENARIOS = {
     "d": ("bench_mapped_truto", "update", False),
-    "d0": ("bench_mapped_truto_no_outlets", "update", False),
+    "da": ("bench_mapped_truto_asset_events", "update", False),
     "e": ("bench_mapped_http", "patch", False),
     "pd": ("bench_mapped_truto", "update", True),
     "pe": ("bench_mapped_http", "patch", True),

@@ -12,8 +12,9 @@ its process CPU time per row (client side: the emulator is another process). Wri
 measured) and (f) the client ceiling, bare aiohttp with one session on the same event loop, at
 concurrency 32 and 128 · (b) a sequential httpx2 loop · (c) the Truto Python SDK's pattern (a
 faithful equivalent: truto-python-sdk needs Python >= 3.12, see ``clients.py``) · (d) N mapped
-UpdateOpportunityOperator tasks through ``dag.test()`` · (d0) the same with ``outlets=[]`` (no
-asset event) · (e) N mapped HttpOperator tasks, same way (per-task median; each DAG run in a
+UpdateOpportunityOperator tasks through ``dag.test()`` (no asset event: its default) · (da)
+the same with asset events on (``outlets=list(DEFAULT_OUTLETS)``) · (e) N mapped HttpOperator tasks,
+same way (per-task median; each DAG run in a
 fresh process on a copy of one migrated DB) · (pd)/(pe) the same DAGs production-like:
 ``dag.test(use_executor=True)`` with the LocalExecutor (``PRODUCTION_PARALLELISM`` slots) and an
 execution API server, so every task runs in its own task process under Airflow's supervisor and
@@ -349,8 +350,8 @@ def main() -> None:
             "call, raise_for_status, no retries): the SDK needs Python >= 3.12",
             "(d)/(e) run N mapped tasks with dag.test() (sqlite, in-process), each DAG run in a "
             "fresh process on a copy of one migrated DB; the per-task figure is the median "
-            "task instance duration; (d0) is (d) with outlets=[] (no asset event, so no "
-            "ValidateInletsAndOutlets call before execute and no event recorded after)",
+            "task instance duration; (da) is (d) with the asset alias as outlet (asset events on: "
+            "a ValidateInletsAndOutlets call before execute and an event recorded after)",
             f"(pd)/(pe) are (d)/(e) production-like: dag.test(use_executor=True), LocalExecutor "
             f"with {PRODUCTION_PARALLELISM} worker slots (spawned: no DAG module imported before "
             "the first task), an execution API server (airflow api-server --apps execution), "
@@ -400,7 +401,7 @@ def main() -> None:
                 )
             )
         for group, n, kinds in (
-            ("mapped", rows_de, ("d", "d0", "e")),
+            ("mapped", rows_de, ("d", "da", "e")),
             ("production", rows_p, ("pd", "pe")),
         ):
             if group in groups:

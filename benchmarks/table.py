@@ -81,9 +81,9 @@ def add_ratios(results: dict[str, Any]) -> None:
         targets["mapped UpdateOpportunityOperator task median <= HttpOperator's"] = (
             d["task_median_ms"] <= e["task_median_ms"]
         )
-        d0 = s.get("d0")
-        if d0:
-            ratios["task_median_d0_over_e"] = _ratio(d0["task_median_ms"], e["task_median_ms"])
+        da = s.get("da")
+        if da:
+            ratios["task_median_da_over_e"] = _ratio(da["task_median_ms"], e["task_median_ms"])
     pd, pe = s.get("pd"), s.get("pe")
     if pd and pe:
         ratios["task_median_pd_over_pe"] = _ratio(pd["task_median_ms"], pe["task_median_ms"])
@@ -170,8 +170,8 @@ def render(results: dict[str, Any]) -> str:
         ("b", "sequential httpx2 loop"),
         ("d", "mapped `UpdateOpportunityOperator` tasks (`dag.test()`, in-process)"),
         (
-            "d0",
-            "the same with `outlets=[]`: no asset event (`dag.test()`, in-process)",
+            "da",
+            "the same with asset events on (`outlets=list(DEFAULT_OUTLETS)`, in-process)",
         ),
         ("e", "mapped `HttpOperator` tasks (`dag.test()`, in-process)"),
     ]
@@ -192,12 +192,12 @@ def render(results: dict[str, Any]) -> str:
     ratios = results.get("ratios", {})
     if "task_median_d_over_e" in ratios:
         cpu = ratios.get("cpu_d_over_e")
-        d0 = ratios.get("task_median_d0_over_e")
+        da = ratios.get("task_median_da_over_e")
         out.append(
             f"Mapped tasks in-process (`dag.test()`): per-task median `UpdateOpportunityOperator` "
             f"/ `HttpOperator` = **{ratios['task_median_d_over_e']:.2f}** (preflight on)"
             + (f"; CPU per task {cpu:.2f}" if cpu is not None else "")
-            + (f"; with `outlets=[]` {d0:.2f}" if d0 is not None else "")
+            + (f"; with asset events on {da:.2f}" if da is not None else "")
             + "."
         )
     if "task_median_pd_over_pe" in ratios:

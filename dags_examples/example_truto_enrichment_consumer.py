@@ -1,6 +1,7 @@
 """Example: a DAG scheduled on "the CRM was enriched" (Airflow Assets produced by truto-airflow).
 
-Every Truto write task emits an asset event per integrated account it wrote to, on
+Every bulk write task (``UpdateOpportunitiesOperator``; ``UpdateOpportunityOperator`` when given
+``outlets``) emits an asset event per integrated account it wrote to, on
 ``truto://<host>/<integrated_account_id>/crm/opportunities``, with the run's counts in the
 event's ``extra`` (``updated``, ``unchanged``, ``failed``, ``invalid``). This DAG runs when any
 of the listed accounts was written (``AssetAny``) and reports what changed, e.g. to refresh a

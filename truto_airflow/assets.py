@@ -3,17 +3,19 @@
 Why: downstream DAGs want to be scheduled on "the CRM was enriched" (data-aware scheduling) and
 read what happened. The operators therefore produce asset events:
 
-* ``UpdateOpportunityOperator`` / ``UpdateOpportunitiesOperator``: one event per integrated
-  account written, on that account's CRM asset, with the run's counts in the event's ``extra``
-  (``updated``, ``unchanged``, ``failed``, ``invalid``);
+* ``UpdateOpportunitiesOperator``: one event per integrated account written, on that account's
+  CRM asset, with the run's counts in the event's ``extra`` (``updated``, ``unchanged``,
+  ``failed``, ``invalid``); ``UpdateOpportunityOperator`` likewise, but only when given
+  ``outlets`` (one PATCH per task, often mapped over many rows: by default it declares none, so
+  its tasks pay no outlet check and never meet Airflow's race on an alias's first event);
 * ``ExportOpportunitiesOperator``: one event on the exported file (``file:///...`` or the
   ``ObjectStoragePath`` URL), with the rows per account.
 
 The asset depends on the connection's host and on the account, which are known only when the
-task runs, so by default each operator declares the :data:`DEFAULT_ASSET_ALIAS` alias as its
-outlet and attaches the concrete assets to it at run time (Airflow creates them on first use).
-A consumer DAG schedules on the concrete asset (``schedule=[opportunities_asset(...)]``) or on
-the alias. Pass ``outlets=[...]`` to choose yourself: declared ``truto://`` assets get the
+task runs, so by default the bulk and export operators declare the :data:`DEFAULT_ASSET_ALIAS`
+alias as their outlet and attach the concrete assets to it at run time (Airflow creates them on
+first use). A consumer DAG schedules on the concrete asset (``schedule=[opportunities_asset(...)]``)
+or on the alias. Pass ``outlets=[...]`` to choose yourself: declared ``truto://`` assets get the
 counts of their account in ``extra``; ``outlets=[]`` turns events off.
 
 A dry run changes nothing, so it attaches no event to an alias.
@@ -76,8 +78,10 @@ def opportunities_asset(base_url: str, integrated_account_id: Any) -> Asset:
     return Asset(uri=opportunities_asset_uri(base_url, integrated_account_id))
 
 
-#: The operators' default ``outlets`` (an ``__init__`` default, so ``.partial()`` sees it too
-#: and mapped instances emit events like plain ones). Immutable: Airflow copies it into a list.
+#: The bulk and export operators' default ``outlets`` (``default_outlets``, also applied by
+#: ``.partial()``, so mapped instances emit events like plain ones); pass it as
+#: ``outlets=list(DEFAULT_OUTLETS)`` to have ``UpdateOpportunityOperator`` emit them too.
+#: Immutable: the operators copy it into a list.
 DEFAULT_OUTLETS: tuple[AssetAlias, ...] = (AssetAlias(name=DEFAULT_ASSET_ALIAS),)
 
 

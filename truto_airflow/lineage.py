@@ -131,12 +131,11 @@ class TrutoLineageMixin:
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
-        """``BaseOperator.partial`` with this package's default outlets as a fresh list: a
+        """``BaseOperator.partial`` with the operator's ``default_outlets`` as a fresh list: a
         mapped task's outlets are read from here before it is unmapped (Airflow concatenates
         them with its inlets, so they must be a list, and must not be shared)."""
-        from truto_airflow.assets import DEFAULT_OUTLETS
-
-        kwargs.setdefault("outlets", list(DEFAULT_OUTLETS))
+        if kwargs.get("outlets") is None:
+            kwargs["outlets"] = list(getattr(cls, "default_outlets", ()))
         return super().partial(**kwargs)  # type: ignore[misc]
 
     def report_written(

@@ -15,12 +15,14 @@ from tests.conftest import ACCOUNT_ID
 from tests.unit.operators.test_opportunities import OPP_RESPONSE, Recorder, make_op, run
 from truto_airflow.assets import (
     DEFAULT_ASSET_ALIAS,
+    DEFAULT_OUTLETS,
     convert_asset_to_openlineage,
     opportunities_asset,
     opportunities_asset_uri,
 )
 from truto_airflow.lineage import crm_ref, file_ref, input_file_ref, operator_lineage
 from truto_airflow.operators.bulk import UpdateOpportunitiesOperator
+from truto_airflow.operators.opportunities import UpdateOpportunityOperator
 from truto_airflow.retry import RetryPolicy
 
 CRM_URI = f"truto://api.truto.one/{ACCOUNT_ID}/crm/opportunities"
@@ -113,8 +115,20 @@ def test_lineage_names_the_file_the_operator_reads(
 # -- single-row operator ------------------------------------------------------------------------
 
 
-def test_single_write_emits_alias_event_with_counts_and_lineage() -> None:
+def test_single_write_declares_no_outlet_by_default_but_reports_lineage() -> None:
+    """One PATCH per task (often mapped over many rows): no asset event unless asked for, so a
+    task pays no outlet check and never meets Airflow's first-event race (docs/export.md)."""
     op = make_op(Recorder())
+    assert op.outlets == []
+    accessors = OutletEventAccessors()
+    run(op, outlet_events=accessors)
+    assert alias_events(accessors) == []
+    [out] = op.get_openlineage_facets_on_complete(None).outputs
+    assert out.outputFacets["outputStatistics"].rowCount == 1
+
+
+def test_single_write_emits_alias_event_with_counts_and_lineage() -> None:
+    op = make_op(Recorder(), outlets=list(DEFAULT_OUTLETS))
     assert [o.name for o in op.outlets] == [DEFAULT_ASSET_ALIAS]
     accessors = OutletEventAccessors()
     run(op, outlet_events=accessors)
@@ -141,7 +155,11 @@ def test_single_write_emits_alias_event_with_counts_and_lineage() -> None:
 
 def test_unchanged_write_reports_unchanged() -> None:
     current = {**OPP_RESPONSE, "amount": 10}
-    op = make_op(Recorder(httpx2.Response(200, json=current)), skip_unchanged=True)
+    op = make_op(
+        Recorder(httpx2.Response(200, json=current)),
+        skip_unchanged=True,
+        outlets=list(DEFAULT_OUTLETS),
+    )
     accessors = OutletEventAccessors()
     result = run(op, outlet_events=accessors)
     assert result["outcome"] == "unchanged"
@@ -157,7 +175,7 @@ def test_unchanged_write_reports_unchanged() -> None:
 
 
 def test_dry_run_emits_no_alias_event_and_no_output() -> None:
-    op = make_op(Recorder(), dry_run=True)
+    op = make_op(Recorder(), dry_run=True, outlets=list(DEFAULT_OUTLETS))
     accessors = OutletEventAccessors()
     run(op, outlet_events=accessors)
     assert alias_events(accessors) == []
@@ -181,7 +199,10 @@ def test_outlets_empty_turns_events_off() -> None:
 
 
 def test_failed_write_emits_nothing() -> None:
-    op = make_op(Recorder(httpx2.Response(422, json={"statusCode": 422, "message": "no"})))
+    op = make_op(
+        Recorder(httpx2.Response(422, json={"statusCode": 422, "message": "no"})),
+        outlets=list(DEFAULT_OUTLETS),
+    )
     accessors = OutletEventAccessors()
     with pytest.raises(Exception, match=r"422|no"):
         run(op, outlet_events=accessors)
@@ -289,9 +310,17 @@ def test_mapped_operators_declare_the_alias_as_a_fresh_list() -> None:
         one = UpdateOpportunitiesOperator.partial(task_id="a").expand(updates=[["x"]])
         two = UpdateOpportunitiesOperator.partial(task_id="b").expand(updates=[["x"]])
         off = UpdateOpportunitiesOperator.partial(task_id="c", outlets=[]).expand(updates=[["x"]])
+        single = UpdateOpportunityOperator.partial(task_id="s", body={}).expand(
+            opportunity_id=["o"]
+        )
+        opted = UpdateOpportunityOperator.partial(
+            task_id="t", body={}, outlets=list(DEFAULT_OUTLETS)
+        ).expand(opportunity_id=["o"])
     assert one.outlets == [AssetAlias(name=DEFAULT_ASSET_ALIAS)]
     assert one.outlets is not two.outlets
     assert off.outlets == []
+    assert single.outlets == []
+    assert opted.outlets == [AssetAlias(name=DEFAULT_ASSET_ALIAS)]
     assert isinstance(one.inlets + one.outlets, list)
 
 

@@ -76,7 +76,7 @@ def _production_pair(pd_ms: float, pe_ms: float, pd_states: dict[str, int]) -> d
         "pd": side(pd_ms, pd_states),
         "pe": side(pe_ms, {"success": 12}),
         "d": {"rows_per_second": 10.0, "task_median_ms": 70.0},
-        "d0": {"rows_per_second": 10.0, "task_median_ms": 56.0},
+        "da": {"rows_per_second": 10.0, "task_median_ms": 56.0},
         "e": {"rows_per_second": 10.0, "task_median_ms": 60.0},
     }
 
@@ -89,7 +89,7 @@ def test_the_production_like_pair_has_its_own_verdict_beside_the_in_process_one(
     assert targets[table.PRODUCTION_TARGET] is True
     assert targets[table.PRODUCTION_SUCCESS] is True
     assert results["ratios"]["task_median_pd_over_pe"] == 0.857
-    assert results["ratios"]["task_median_d0_over_e"] == 0.933
+    assert results["ratios"]["task_median_da_over_e"] == 0.933
 
     slower = {"scenarios": _production_pair(701.0, 700.0, {"success": 12})}
     table.add_ratios(slower)
@@ -112,7 +112,7 @@ def test_a_task_that_failed_in_any_round_is_a_missed_target_and_shown() -> None:
         line for line in text.splitlines() if "`UpdateOpportunityOperator` tasks (12" in line
     )
     assert row.endswith("| 600 | 1,200 | 1,800 | 1 |")
-    assert "`outlets=[]`" in text and "with `outlets=[]` 0.93" in text
+    assert "asset events on" in text and "with asset events on 0.93" in text
     assert f"**missed**: {table.PRODUCTION_SUCCESS}" in text
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -56,6 +56,10 @@ class TrutoBaseOperator(TrutoLineageMixin, BaseOperator):
 
     template_fields: Sequence[str] = QUERY_TEMPLATE_FIELDS
     template_ext: Sequence[str] = ()
+    #: ``outlets`` when none are given (also for ``.partial()``): the asset alias, whose events
+    #: carry each account's counts (:mod:`truto_airflow.assets`). ``()`` for an operator whose
+    #: tasks should not produce events unless asked to.
+    default_outlets: ClassVar[tuple[Any, ...]] = DEFAULT_OUTLETS
 
     def __init__(
         self,
@@ -66,9 +70,11 @@ class TrutoBaseOperator(TrutoLineageMixin, BaseOperator):
         exclude_fields: Any = None,
         remote_query: Any = None,
         hook_params: Mapping[str, Any] | None = None,
-        outlets: Any = DEFAULT_OUTLETS,  # asset events, see truto_airflow.assets
+        outlets: Any = None,  # asset events; None: default_outlets
         **kwargs: Any,
     ) -> None:
+        if outlets is None:
+            outlets = list(self.default_outlets)
         super().__init__(outlets=outlets, **kwargs)
         self.truto_conn_id = truto_conn_id
         self.response_format = response_format

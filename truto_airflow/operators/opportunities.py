@@ -118,6 +118,10 @@ class UpdateOpportunityOperator(TrutoWriteOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {"body": "json", "remote_query": "json"}
     ui_color = "#e8f4fd"
     operator_extra_links = (TrutoOpportunityLink(),)
+    #: No asset event by default: this operator is one PATCH per task, usually mapped over many
+    #: rows, where an event per task costs each task an outlet check and meets Airflow's race on
+    #: an alias's first event (docs/export.md). Pass ``outlets=[...]`` to emit them.
+    default_outlets: ClassVar[tuple[Any, ...]] = ()
 
     def __init__(
         self,
