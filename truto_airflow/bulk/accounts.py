@@ -6,7 +6,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from truto_airflow.bulk.outcomes import Failure, RowResult
+from truto_airflow.bulk.outcomes import Failure
 from truto_airflow.bulk.pacer import AccountPacer
 from truto_airflow.bulk.prepare import RowItem
 from truto_airflow.bulk.spill import SpillQueue
@@ -38,8 +38,9 @@ class AccountState:
     probe_in_flight: bool = False
     #: When the pacer's current probe (first request, or the one after a 429) went out.
     probe_sent_at: float | None = None
-    #: Opportunity id -> the failed row that stops its later rows (see the engine's docstring).
-    broken: dict[str, RowResult] = field(default_factory=dict)
+    #: Opportunity id -> the failure its later rows end with, unsent, once one of its rows
+    #: failed (see the engine's docstring).
+    broken: dict[str, Failure] = field(default_factory=dict)
 
     def spilled(self) -> int:
         return len(self.spill) if self.spill is not None else 0

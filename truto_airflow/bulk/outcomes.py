@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from truto_airflow.bulk.prepare import RowItem
+    from truto_airflow.bulk.steps import StepDecision
     from truto_airflow.exceptions import TrutoAPIError
 
 __all__ = [
@@ -103,30 +104,34 @@ REJECTED = frozenset({Outcome.FAILED, Outcome.INVALID})
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a row failed, or an account was closed: what is kept of Truto's error, or of a
-    request that got no HTTP answer (``status`` ``None``)."""
+    """Why a row was rejected, or an account was closed: what is kept of Truto's error (its
+    names, as on :class:`~truto_airflow.exceptions.TrutoAPIError`), or this package's reason
+    for a row that got no HTTP answer (``status_code`` ``None``), is invalid, or was held back.
+    """
 
-    status: int | None
-    error: str
+    status_code: int | None
+    #: Truto's error code, or ours (``invalid_row``, ``earlier_row_failed``, an exception's
+    #: type, ...); ``None`` only when a row step rejected the row without one.
+    error: str | None
     message: str
-    insight: dict[str, Any] | None = None
-    remote: bool | None = None
+    error_insight: dict[str, Any] | None = None
+    is_remote_error: bool | None = None
 
     @classmethod
     def of(cls, error: TrutoAPIError) -> Failure:
         """What a failed row (or a closed account) keeps of Truto's error."""
         return cls(
-            status=error.status_code,
+            status_code=error.status_code,
             error=error.error or f"HTTP {error.status_code}",
             message=error.message or error.error or "",
-            insight=error.error_insight or None,
-            remote=error.is_remote_error,
+            error_insight=error.error_insight or None,
+            is_remote_error=error.is_remote_error,
         )
 
     @classmethod
     def no_answer(cls, exc: BaseException, detail: str) -> Failure:
         """A request that got no HTTP answer (``detail``: the exception, redacted)."""
-        return cls(status=None, error=type(exc).__name__, message=detail)
+        return cls(status_code=None, error=type(exc).__name__, message=detail)
 
 
 @dataclass(slots=True)
@@ -137,11 +142,10 @@ class RowResult:
     outcome: Outcome
     opportunity_id: str | None = None
     integrated_account_id: str | None = None
+    #: The row's final HTTP status: an updated row's 2xx, a rejected row's failure's.
     status_code: int | None = None
-    error: str | None = None
-    message: str | None = None
-    error_insight: dict[str, Any] | None = None
-    is_remote_error: bool | None = None
+    #: Why the row was rejected: set for ``failed`` and ``invalid`` rows, and only for them.
+    failure: Failure | None = None
     attempts: int = 0
     line: int | None = None
     #: True when the row was never sent because its account was already known to be dead.
@@ -150,6 +154,24 @@ class RowResult:
     already_applied: bool = False
     #: The validated body; written to the rejected-rows file, never to XCom or the log.
     body: Any = None
+
+    # -- the failure's parts, by the names a rejected row has always had ---------------------
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else self.failure.error
+
+    @property
+    def message(self) -> str | None:
+        return None if self.failure is None else self.failure.message
+
+    @property
+    def error_insight(self) -> dict[str, Any] | None:
+        return None if self.failure is None else self.failure.error_insight
+
+    @property
+    def is_remote_error(self) -> bool | None:
+        return None if self.failure is None else self.failure.is_remote_error
 
     # -- one constructor per way a row ends -------------------------------------------------
 
@@ -190,11 +212,8 @@ class RowResult:
         return cls.for_item(
             item,
             Outcome.FAILED,
-            status_code=failure.status,
-            error=failure.error,
-            message=failure.message,
-            error_insight=failure.insight,
-            is_remote_error=failure.remote,
+            status_code=failure.status_code,
+            failure=failure,
             attempts=attempts,
             not_sent=not_sent,
         )
@@ -202,7 +221,15 @@ class RowResult:
     @classmethod
     def invalid(cls, item: RowItem, error: str, message: str) -> RowResult:
         """The row cannot be sent as it is."""
-        return cls.for_item(item, Outcome.INVALID, error=error, message=message)
+        return cls.for_item(item, Outcome.INVALID, failure=Failure(None, error, message))
+
+    @classmethod
+    def decided(cls, item: RowItem, decision: StepDecision) -> RowResult:
+        """A row step settled the row without sending it (a rejection keeps the step's reason)."""
+        if decision.outcome not in REJECTED:
+            return cls.for_item(item, decision.outcome)
+        failure = Failure(None, decision.error, decision.message)
+        return cls.for_item(item, decision.outcome, failure=failure)
 
     @classmethod
     def cut_short(cls, item: RowItem, *, sent: bool) -> RowResult:
@@ -218,13 +245,15 @@ class RowResult:
             index=index, outcome=Outcome.NOT_ATTEMPTED, opportunity_id=opportunity_id, line=line
         )
 
-    def as_cause(self) -> RowResult:
-        """This failure without its body, kept to explain why later rows were not sent."""
-        return RowResult(
-            index=self.index,
-            outcome=self.outcome,
-            status_code=self.status_code,
-            error=self.error,
+    def holds_back(self) -> Failure:
+        """The failure each later row of this (failed) row's opportunity ends with, unsent:
+        sending them before this row succeeds would apply the opportunity's rows out of order."""
+        return Failure(
+            self.status_code,
+            "earlier_row_failed",
+            f"not sent: row {self.index} for this opportunity failed earlier in this run "
+            f"({self.error}); sending this later row would apply the opportunity's rows "
+            f"out of order. Fix row {self.index} and retry the task: it applies both, in order",
         )
 
     def to_dict(self, *, with_body: bool = False) -> dict[str, Any]:

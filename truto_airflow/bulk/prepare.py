@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from truto_airflow.bulk.outcomes import Outcome, RowResult, describe_exception, safe_text
+from truto_airflow.bulk.outcomes import (
+    Failure,
+    Outcome,
+    RowResult,
+    describe_exception,
+    safe_text,
+)
 from truto_airflow.bulk.rows import ROW_KEYS, RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.idempotency import RunIdentity  # defined there; this path keeps working
@@ -155,8 +161,7 @@ class RowPreparer:
             opportunity_id=None if opp_id is None else safe_text(opp_id),
             integrated_account_id=account
             or (None if account_raw is None else safe_text(account_raw)),
-            error="invalid_row",
-            message=safe_text(message, _MESSAGE_LIMIT),
+            failure=Failure(None, "invalid_row", safe_text(message, _MESSAGE_LIMIT)),
             line=raw.line,
             body=data.get("body") if mapping else data,
         )

@@ -90,13 +90,7 @@ class RowSending:
             if isinstance(decided, StepDecision):
                 self._end_probe(acct)
                 acct.pacer.release()
-                self._settle(
-                    RowResult.for_item(
-                        item, decided.outcome, error=decided.error, message=decided.message
-                    ),
-                    acct=acct,
-                    item=item,
-                )
+                self._settle(RowResult.decided(item, decided), acct=acct, item=item)
                 return
             item = decided
         item.attempts += 1
@@ -232,14 +226,8 @@ class RowSending:
         acct.broken.clear()
         self._drain_closed(acct)
 
-    def _held_result(self, item: RowItem, cause: RowResult) -> RowResult:
-        message = (
-            f"not sent: row {cause.index} for this opportunity failed earlier in this run "
-            f"({cause.error}); sending this later row would apply the opportunity's rows "
-            f"out of order. Fix row {cause.index} and retry the task: it applies both, in order"
-        )
-        failure = Failure(cause.status_code, "earlier_row_failed", message)
-        return RowResult.failed(item, failure, not_sent=True)
+    def _held_result(self, item: RowItem, cause: Failure) -> RowResult:
+        return RowResult.failed(item, cause, not_sent=True)
 
     def _drain_closed(self, acct: AccountState) -> None:
         pending: list[RowItem] = [entry[2] for entry in acct.retry]
@@ -274,8 +262,12 @@ class RowSending:
         if result.outcome in REJECTED:
             self.rejected.add(result)
         if acct is not None and item is not None:
-            if result.outcome is Outcome.FAILED and acct.dead is None:
-                acct.broken.setdefault(item.opportunity_id, result.as_cause())
+            if (
+                result.outcome is Outcome.FAILED
+                and acct.dead is None
+                and item.opportunity_id not in acct.broken
+            ):
+                acct.broken[item.opportunity_id] = result.holds_back()
             lock = item.lock_key
             acct.busy.discard(lock)
             waiters = acct.waiting.get(lock)

@@ -14,7 +14,7 @@ import httpx2
 
 from tests.unit.bulk.conftest import ACCOUNTS, make_engine, opp_id, run
 from truto_airflow.bulk.engine import BulkSettings
-from truto_airflow.bulk.outcomes import Outcome, RowResult
+from truto_airflow.bulk.outcomes import REJECTED, Outcome, RowResult
 from truto_airflow.bulk.prepare import RowItem, RowPreparer
 from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow
@@ -93,7 +93,7 @@ def _rows() -> list[Any]:
     ]
 
 
-def _run(tmp_path: pathlib.Path) -> tuple[dict[str, Any], str]:
+def _run(tmp_path: pathlib.Path, seen: list[RowResult] | None = None) -> tuple[dict[str, Any], str]:
     source = tmp_path / "rows.jsonl"
     lines = [json.dumps(r) for r in _rows()]
     lines.insert(3, "{not json")
@@ -106,6 +106,14 @@ def _run(tmp_path: pathlib.Path) -> tuple[dict[str, Any], str]:
         steps=[_Decides()],
         rejected=RejectedRows(destination=target, inline_limit=3),
     )
+    if seen is not None:
+        record = engine.summary.record
+
+        def keep(result: RowResult) -> None:
+            seen.append(result)
+            record(result)
+
+        engine.summary.record = keep  # type: ignore[method-assign]
     summary = run(engine, source)
     for timing in ("duration_s", "rows_per_second", "latency_ms"):
         summary.pop(timing)
@@ -157,3 +165,19 @@ def test_rows_that_are_not_rejected_keep_the_words_they_had() -> None:
         "integrated_account_id": None,
         **none,
     }
+
+
+def test_a_row_carries_a_failure_exactly_when_it_is_rejected(tmp_path: pathlib.Path) -> None:
+    seen: list[RowResult] = []
+    _run(tmp_path, seen)
+    assert len(seen) == 16
+    for result in seen:
+        failure = result.failure
+        assert (failure is not None) == (result.outcome in REJECTED), result
+        # the names a rejected row has always been read by
+        assert result.error == (failure and failure.error)
+        assert result.message == (failure and failure.message)
+        assert result.error_insight == (failure and failure.error_insight)
+        assert result.is_remote_error == (failure and failure.is_remote_error)
+        if failure is not None:
+            assert result.status_code == failure.status_code
