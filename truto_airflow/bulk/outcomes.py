@@ -102,7 +102,7 @@ CORE_OUTCOMES = (Outcome.UPDATED, Outcome.FAILED, Outcome.INVALID)
 REJECTED = frozenset({Outcome.FAILED, Outcome.INVALID})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Failure:
     """Why a row was rejected, or an account was closed: what is kept of Truto's error (its
     names, as on :class:`~truto_airflow.exceptions.TrutoAPIError`), or this package's reason
