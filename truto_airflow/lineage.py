@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from truto_airflow.assets import openlineage_name, opportunities_asset_uri
@@ -42,24 +42,24 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class LineageRef:
-    """One dataset an operator touched, with optional statistics."""
+    """One dataset an operator touched, with what is known of its statistics, under the names
+    of OpenLineage's statistics facets (``rowCount``, ``size``); none known, no facet."""
 
     namespace: str
     name: str
-    rows: int | None = None
-    size: int | None = None
+    statistics: Mapping[str, int] = field(default_factory=dict)
 
-    @property
-    def has_statistics(self) -> bool:
-        """Whether a statistics facet has anything to say."""
-        return self.rows is not None or self.size is not None
+
+def _statistics(rows: int | None, size: int | None = None) -> dict[str, int]:
+    known = {"rowCount": rows, "size": size}
+    return {facet: value for facet, value in known.items() if value is not None}
 
 
 def crm_ref(base_url: str, integrated_account_id: str, *, rows: int | None = None) -> LineageRef:
     """The CRM opportunities of one integrated account behind ``base_url`` (the dataset of its
     asset, :func:`truto_airflow.assets.openlineage_name`)."""
     uri = opportunities_asset_uri(base_url, integrated_account_id)
-    return LineageRef(*openlineage_name(uri), rows=rows)
+    return LineageRef(*openlineage_name(uri), _statistics(rows))
 
 
 def file_ref(path: Any, *, rows: int | None = None, size: int | None = None) -> LineageRef:
@@ -67,12 +67,12 @@ def file_ref(path: Any, *, rows: int | None = None, size: int | None = None) -> 
     operators resolve it (:func:`~truto_airflow.bulk.rows.resolve_path`)."""
     path = resolve_path(path)
     if isinstance(path, pathlib.Path):
-        return LineageRef("file", str(path.absolute()), rows=rows, size=size)
+        return LineageRef("file", str(path.absolute()), _statistics(rows, size))
     namespace = str(path.namespace)
     key = str(path.key)
     if namespace == "file":
         key = "/" + key.lstrip("/")
-    return LineageRef(namespace, key, rows=rows, size=size)
+    return LineageRef(namespace, key, _statistics(rows, size))
 
 
 def operator_lineage(
@@ -94,8 +94,8 @@ def operator_lineage(
         built = []
         for ref in refs:
             facets = {}
-            if ref.has_statistics:
-                facets[f"{side}Statistics"] = stats(rowCount=ref.rows, size=ref.size)
+            if ref.statistics:
+                facets[f"{side}Statistics"] = stats(**ref.statistics)
             built.append(
                 dataset(namespace=ref.namespace, name=ref.name, **{f"{side}Facets": facets})
             )

@@ -90,7 +90,10 @@ def test_lineage_names_the_crm_dataset_as_the_asset_does() -> None:
 
 def test_file_refs_follow_openlineage_naming(tmp_path: pathlib.Path) -> None:
     local = file_ref(str(tmp_path / "x.jsonl"), rows=3)
-    assert (local.namespace, local.name, local.rows) == ("file", str(tmp_path / "x.jsonl"), 3)
+    assert (local.namespace, local.name) == ("file", str(tmp_path / "x.jsonl"))
+    assert local.statistics == {"rowCount": 3}
+    assert file_ref("/x", rows=0, size=10).statistics == {"rowCount": 0, "size": 10}
+    assert crm_ref("https://api.truto.one", ACCOUNT_ID).statistics == {}
     assert file_ref(f"file://{tmp_path}/y.jsonl").name == f"{tmp_path}/y.jsonl"
     s3 = file_ref("s3://bucket/exports/opps.jsonl")
     assert (s3.namespace, s3.name) == ("s3://bucket", "exports/opps.jsonl")
