@@ -154,12 +154,13 @@ def json_number(value: Any, path: tuple[Any, ...]) -> int | float:
 
 
 def _check_text(value: str, path: tuple[Any, ...], *, free_form: bool) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise JsonValueError(
-            path, "the text contains a lone surrogate (\\ud800-\\udfff), which is not Unicode"
-        ) from None
+    if not value.isascii():  # ASCII text holds no surrogate (isascii() is a flag look-up)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise JsonValueError(
+                path, "the text contains a lone surrogate (\\ud800-\\udfff), which is not Unicode"
+            ) from None
     if free_form and value.strip() in NON_FINITE_TEXT:
         raise JsonValueError(
             path,
@@ -230,10 +231,9 @@ def json_value(
                 raise JsonValueError(
                     path, f"key {key!r} is a {type(key).__name__}; JSON object keys are strings"
                 )
-            _check_text(key, (*path, key), free_form=False)
-            out[key] = json_value(
-                item, (*path, key), free_form=free_form, typed=typed, _depth=_depth + 1
-            )
+            where = (*path, key)
+            _check_text(key, where, free_form=False)
+            out[key] = json_value(item, where, free_form=free_form, typed=typed, _depth=_depth + 1)
         return out
     if isinstance(value, (list, tuple)):
         return [

@@ -25,7 +25,9 @@ be said per field, and a whole integration is never blocked on missing data.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -50,7 +52,7 @@ from truto_airflow.exceptions import (
     TrutoConfigError,
     TrutoInputError,
 )
-from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
+from truto_airflow.models.opportunity import OpportunityUpdate, update_body
 
 __all__ = [
     "INTEGRATIONS",
@@ -188,6 +190,62 @@ def _status_message(display: str, value: str, allowed: Iterable[str]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """What one integration's preflight needs, worked out once per integration name (the bulk
+    preflight checks every row against the same few): an integration without per-field data
+    has one constant report; a checked one its tables and the report of a row with no issue."""
+
+    report: PreflightReport
+    supported: frozenset[str] = frozenset()
+    required: tuple[str, ...] = ()
+    statuses: frozenset[str] | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _rules(caps: OpportunityCapabilities, integration: str | None) -> _Rules:
+    if integration is None or not str(integration).strip():
+        return _Rules(
+            PreflightReport(
+                integration=None,
+                display_name=None,
+                checked=False,
+                note="the integration is unknown, so no field-support preflight was run; pass "
+                "integration='...' to enable it",
+            )
+        )
+    try:
+        slug = caps.normalise_integration(str(integration))
+    except UnknownIntegrationError:
+        return _Rules(
+            PreflightReport(
+                integration=str(integration),
+                display_name=str(integration),
+                checked=False,
+                note=f"{integration!r} is not in Truto's opportunity-update support table, so no "
+                "field-support preflight was run (fields are sent as given)",
+            )
+        )
+    display = caps.display_name(slug)
+    if not caps.is_listed(slug):
+        return _Rules(
+            PreflightReport(
+                integration=slug,
+                display_name=display,
+                checked=False,
+                note=f"Truto's docs give no per-field support for {display}, so no field-support "
+                "preflight was run (fields are sent as given)",
+            )
+        )
+    required = caps.required_fields(slug)
+    clean = PreflightReport(
+        integration=slug, display_name=display, checked=True, required_fields=frozenset(required)
+    )
+    supported = caps.supported_fields(slug)
+    statuses = caps.status_values(slug) if "status" in supported else None
+    return _Rules(clean, supported, tuple(sorted(required)), statuses)
+
+
 def check_update(
     integration: str | None,
     update: OpportunityUpdate | Mapping[str, Any],
@@ -200,48 +258,25 @@ def check_update(
     unknown, which gives an unchecked report.
     """
     caps = capabilities or load_opportunity_capabilities()
-    parsed = parse_update_body(update)
-    if integration is None or not str(integration).strip():
-        return PreflightReport(
-            integration=None,
-            display_name=None,
-            checked=False,
-            note="the integration is unknown, so no field-support preflight was run; pass "
-            "integration='...' to enable it",
-        )
-    try:
-        slug = caps.normalise_integration(str(integration))
-    except UnknownIntegrationError:
-        return PreflightReport(
-            integration=str(integration),
-            display_name=str(integration),
-            checked=False,
-            note=f"{integration!r} is not in Truto's opportunity-update support table, so no "
-            "field-support preflight was run (fields are sent as given)",
-        )
-    display = caps.display_name(slug)
-    if not caps.is_listed(slug):
-        return PreflightReport(
-            integration=slug,
-            display_name=display,
-            checked=False,
-            note=f"Truto's docs give no per-field support for {display}, so no field-support "
-            "preflight was run (fields are sent as given)",
-        )
-
-    supported = caps.supported_fields(slug)
-    required = caps.required_fields(slug)
-    body = parsed.to_body()
+    body = update_body(update)  # validated first, whatever the integration: the write's fields
+    # the rules of a name are remembered; anything else (unhashable) is worked out each time
+    rules = (_rules if integration is None or isinstance(integration, str) else _rules.__wrapped__)(
+        caps, integration
+    )
+    report = rules.report
+    if not report.checked:
+        return report
+    display = str(report.display_name)
     issues: list[PreflightIssue] = []
-    for name in body:  # parsed.field_names: the set fields, in declaration order (tested)
-        if name in PASSTHROUGH_FIELDS or name in supported:
+    for name in body:  # the set fields, in declaration order (tested)
+        if name in PASSTHROUGH_FIELDS or name in rules.supported:
             continue
         issues.append(
             PreflightIssue(
                 "unsupported_field", display, name, _unsupported_message(display, name, caps)
             )
         )
-    for name in sorted(required):
+    for name in rules.required:
         if body.get(name) in (None, [], {}, ""):
             issues.append(
                 PreflightIssue(
@@ -252,25 +287,16 @@ def check_update(
                 )
             )
     status = body.get("status")
-    allowed = caps.status_values(slug)
-    if (
-        status is not None
-        and allowed is not None
-        and "status" in supported
-        and str(status) not in allowed
-    ):
+    allowed = rules.statuses
+    if status is not None and allowed is not None and str(status) not in allowed:
         issues.append(
             PreflightIssue(
                 "invalid_status", display, "status", _status_message(display, status, allowed)
             )
         )
-    return PreflightReport(
-        integration=slug,
-        display_name=display,
-        checked=True,
-        issues=tuple(issues),
-        required_fields=frozenset(required),
-    )
+    if not issues:
+        return report  # the same for every row without an issue (frozen)
+    return dataclasses.replace(report, issues=tuple(issues))
 
 
 class Preflight:

@@ -433,3 +433,14 @@ def test_checking_the_validated_update_equals_checking_its_body(slug: str, body:
     the one its JSON body gives, for every integration."""
     update = parse_update_body(body)
     assert check_update(slug, update) == check_update(slug, update.to_body())
+
+
+def test_a_rows_report_never_carries_another_rows_issues() -> None:
+    """The report of a row without issues is worked out once per integration and shared; a
+    row with issues gets its own, and the shared one stays clean."""
+    clean = check_update("hubspot", {"amount": 1})
+    refused = check_update("hubspot", {"amount": 1, "currency": "EUR"})
+    assert [(i.kind, i.field) for i in refused.issues] == [("unsupported_field", "currency")]
+    again = check_update("hubspot", {"name": "x"})
+    assert again == clean and again.issues == () and again.checked
+    assert check_update("hubspot", {"amount": 1}).issues == ()

@@ -23,7 +23,11 @@ from truto_airflow.bulk.outcomes import (
 from truto_airflow.bulk.rows import ROW_KEYS, RawRow
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.idempotency import RunIdentity  # defined there; this path keeps working
-from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
+from truto_airflow.models.opportunity import (
+    OpportunityUpdate,
+    flat_update_body,
+    parse_update_body,
+)
 from truto_airflow.models.options import TrutoQueryOptions
 
 if TYPE_CHECKING:
@@ -196,10 +200,13 @@ class RowPreparer:
         except TrutoInputError as exc:
             return self._invalid(raw, str(exc))
         try:
-            update = parse_update_body(data["body"])
+            body = data["body"]
+            # A flat body (text fields, amount) is read without the model, here and by the
+            # preflight; any other is validated once and the preflight checks the model.
+            update = None if flat_update_body(body) is not None else parse_update_body(body)
             request = self.hook.build_update(
                 opp_id,
-                update,
+                body if update is None else update,
                 lambda: self._query(account),
                 idempotency_key=self.identity.for_row(raw.index),  # the hook derives the key
             )

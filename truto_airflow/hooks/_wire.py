@@ -21,7 +21,7 @@ from truto_airflow.exceptions import (
 )
 from truto_airflow.idempotency import RunIdentity, validate_idempotency_key
 from truto_airflow.json_values import JsonValueError, json_value
-from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body
+from truto_airflow.models.opportunity import OpportunityUpdate, update_body
 from truto_airflow.models.options import (
     OpportunityListOptions,
     TrutoQueryArgs,
@@ -296,8 +296,7 @@ class _RequestBuilding:
         are validated, so a row's reason is the same either way): the bulk preparer passes the
         one it keeps per account instead of rebuilding it for every row."""
         path = opportunity_path(opportunity_id)
-        update = parse_update_body(body)
-        payload = update.to_body()
+        payload = update_body(body)  # the model's body (a flat one read without building it)
         if not payload:
             raise TrutoInputError(
                 f"the update for opportunity {opportunity_id!r} has no fields; give at least one "

@@ -304,3 +304,38 @@ def test_odd_account_options_give_the_reason_they_gave_before(odd: Any) -> None:
     hook = TrutoHook()
     options = TrutoQueryOptions(integrated_account_id=odd)
     _same(RowPreparer(hook=hook, identity=IDENTITY, options=options), hook, options, [ROW] * 2)
+
+
+@pytest.mark.parametrize(
+    ("index", "body", "key", "content"),
+    [
+        (
+            5,
+            {"name": "Déal", "amount": 4200},  # flat: read without the model
+            "truto-airflow-ca70a7df04826afcd121a8a4f7392aefcd36a5dea1062554",
+            b'{"name":"D\xc3\xa9al","amount":4200}',
+        ),
+        (
+            6,
+            {"amount": 1.5, "status": None, "description": "x"},  # flat, reordered as declared
+            "truto-airflow-da8af268d07c6a762f69f7cb3ecec1d680604a5637fd800d",
+            b'{"description":"x","amount":1.5,"status":null}',
+        ),
+        (
+            7,
+            {"amount": 7, "close_date": "2026-01-02", "owner": {"id": 5}},  # through the model
+            "truto-airflow-ee83b81221ab053f93888e97f5c2018778486951e881bb8b",
+            b'{"amount":7,"close_date":"2026-01-02T00:00:00+00:00","owner":{"id":"5"}}',
+        ),
+    ],
+)
+def test_a_rows_key_and_bytes_are_pinned_across_releases(
+    index: int, body: dict[str, Any], key: str, content: bytes
+) -> None:
+    """Computed by the release before the flat-body shortcut: a retry after an upgrade sends
+    the same Idempotency-Key and the same bytes."""
+    options = TrutoQueryOptions(integrated_account_id="62f44730-dd91-461e-bd6a-aedd9e0ad79d")
+    preparer = RowPreparer(hook=TrutoHook(), identity=IDENTITY, options=options)
+    item = preparer.prepare(RawRow(index, {"id": "o/1", "body": body}))
+    assert isinstance(item, RowItem)
+    assert (item.row_key, item.request.idempotency_key, item.request.content) == (key, key, content)

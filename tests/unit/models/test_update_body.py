@@ -1,0 +1,125 @@
+"""``update_body`` reads a flat body (text fields and ``amount``) without building the model; for
+every input it must accept and refuse exactly what the model does, and give the same JSON body
+(keys in the same order, values of the same type, the same bytes), or the same reason."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.json_values import MAX_SAFE_INTEGER
+from truto_airflow.models import opportunity
+from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body, update_body
+
+
+def _outcome(read: Any, body: Any) -> tuple[str, Any]:
+    try:
+        out = read(body)
+    except TrutoInputError as exc:
+        return ("refused", str(exc))
+    encoded = json.dumps(out, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    # repr: a NaN is equal to itself only as the same object; types: 1 and 1.0 are equal
+    return ("ok", (repr(out), [type(v).__name__ for v in out.values()], encoded))
+
+
+def _model(body: Any) -> dict[str, Any]:
+    return parse_update_body(body).to_body()
+
+
+_edges = [MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER - 1]
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from(_edges),
+    st.floats(),
+    st.sampled_from([float(e) for e in _edges] + [-0.0, 1e300, 5e-324]),
+    st.text(max_size=6),
+    st.text(st.characters(min_codepoint=0xD7FE, max_codepoint=0xE001), max_size=3),  # surrogates
+    st.sampled_from(["\ud800", "a\udfff", " ", "NaN", "nan", "12", "1e3", "2026-01-02"]),
+    st.decimals(allow_nan=True, places=None),
+    st.builds(Decimal, st.sampled_from(["1.5", "NaN", "1e400"])),
+    st.just({"id": "7"}),
+    st.lists(st.integers(), max_size=2),
+)
+_keys = st.one_of(
+    st.sampled_from(["name", "description", "amount", "currency", "status"]),
+    st.sampled_from(["close_date", "owner", "stage", "custom_fields", "remote_data"]),
+    st.sampled_from(["nmae", "Amount", "", "id"]),
+    st.text(max_size=4),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=6))
+def test_update_body_accepts_refuses_and_encodes_as_the_model(body: dict[str, Any]) -> None:
+    assert _outcome(update_body, body) == _outcome(_model, body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "description", "amount", "currency", "status"]),
+        st.one_of(
+            st.none(),
+            st.text(),
+            st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+            st.floats(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+        ),
+    )
+)
+def test_flat_bodies_take_the_shortcut_and_equal_the_model(body: dict[str, Any]) -> None:
+    """Every flat body the model accepts is read by the shortcut (not only handed over)."""
+    if isinstance(body.get("amount"), str):
+        return  # an amount as text is the model's to parse
+    try:
+        expected = _model(body)
+    except TrutoInputError:
+        assert opportunity.flat_update_body(body) is None
+        return
+    fast = opportunity.flat_update_body(body)
+    assert fast is not None, body
+    assert repr(fast) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": 4200, "name": "Benchmark deal"},
+        {"status": "won", "amount": 1.5, "currency": "EUR", "description": None, "name": ""},
+    ],
+)
+def test_the_usual_bulk_row_does_not_build_the_model(
+    body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model was built")
+
+    expected = _model(body)
+    monkeypatch.setattr(OpportunityUpdate, "model_validate", refuse)
+    assert update_body(body) == expected
+    assert list(update_body(body)) == list(expected)  # declaration order, as to_body()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": float("nan")},
+        {"amount": True},
+        {"amount": MAX_SAFE_INTEGER + 1},
+        {"amount": "12"},
+        {"name": "\ud800"},
+        {"name": 5},
+        {"nmae": "x"},
+        {"close_date": "2026-01-02"},
+    ],
+)
+def test_what_the_shortcut_does_not_take_is_left_to_the_model(body: dict[str, Any]) -> None:
+    assert opportunity.flat_update_body(body) is None
+    assert _outcome(update_body, body) == _outcome(_model, body)
