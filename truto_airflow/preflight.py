@@ -337,7 +337,7 @@ class Preflight:
         transient errors propagate so the task retries rather than writing unchecked.
         """
         key = integrated_account_id
-        known = self._known(key)
+        known = self.known(key)
         if known is not None:
             return known
         if self.hook is None:
@@ -352,7 +352,7 @@ class Preflight:
     async def aresolve(self, integrated_account_id: str | None = None) -> ResolvedIntegration:
         """:meth:`resolve` over the hook's async client (same cache, same error handling)."""
         key = integrated_account_id
-        known = self._known(key)
+        known = self.known(key)
         if known is not None:
             return known
         hook = self.hook
@@ -364,9 +364,10 @@ class Preflight:
             return self._settle(key, self._lookup_error(key, exc))
         return self._settle(key, self._remember(key, resolved_from_account(account)))
 
-    def _known(self, key: str | None) -> ResolvedIntegration | None:
+    def known(self, key: str | None) -> ResolvedIntegration | None:
         """What needs no lookup: ``integration=``, this task's answer, or this process's; a
-        lookup that already failed for this task fails again (raises)."""
+        lookup that already failed for this task fails again (raises). ``None``: resolving
+        ``key`` needs a lookup (the bulk step awaits :meth:`aresolve` only then)."""
         if self.integration:
             return ResolvedIntegration(self.integration, "explicit")
         self._raise_if_failed(key)

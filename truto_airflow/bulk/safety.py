@@ -230,8 +230,10 @@ class DataSafetyStep:
 
     async def run(self, item: RowItem) -> RowItem | StepDecision:
         body = item.request.json_body
-        try:
-            resolved = await self.preflight.aresolve(item.account)
+        try:  # an account this task already resolved (every row but its first) needs no await
+            resolved = self.preflight.known(item.account) or await self.preflight.aresolve(
+                item.account
+            )
         except Exception as exc:  # transient after retries: fail the row (retryable), not blind
             text = f"could not look up the integration of account {item.account}: {exc}"
             return StepDecision(Outcome.FAILED, text, error="preflight_lookup")

@@ -5,7 +5,6 @@ read in :mod:`truto_airflow.hooks._answers`.
 
 from __future__ import annotations
 
-import functools
 import json
 import unicodedata
 import uuid
@@ -51,6 +50,7 @@ OPPORTUNITIES_PATH = "/unified/crm/opportunities"
 #: ensure_ascii=False)`` exactly, built once (``json.dumps`` builds one per call with these
 #: arguments).
 _BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_NOT_ENCODED = object()
 
 #: Longest opportunity id accepted. Known CRM ids are short (Salesforce 18 characters, Dynamics
 #: GUIDs 36, Close ids about 50); 512 is 10x the longest, and even 512 four-byte characters
@@ -132,16 +132,23 @@ class PreparedRequest:
             headers["Idempotency-Key"] = self.idempotency_key
         return headers
 
-    @functools.cached_property
+    @property
     def content(self) -> bytes | None:
         """The JSON body as bytes (compact, UTF-8), or ``None`` for body-less requests.
 
         Encoded once per request (the bulk path encodes while preparing, to refuse a body that
         cannot go on the wire, and sends the same bytes); a changed body is a new request
-        (``dataclasses.replace``), never an edit of this one's ``json_body``."""
-        if self.json_body is None:
-            return None
-        return _BODY_ENCODER.encode(self.json_body).encode()
+        (``dataclasses.replace``), never an edit of this one's ``json_body``. Kept in the
+        instance's ``__dict__`` by hand: ``functools.cached_property`` takes a lock on each
+        first access before Python 3.12, once per bulk row."""
+        memo = self.__dict__
+        encoded = memo.get("_content", _NOT_ENCODED)
+        if encoded is _NOT_ENCODED:
+            body = self.json_body
+            encoded = memo["_content"] = (
+                None if body is None else _BODY_ENCODER.encode(body).encode()
+            )
+        return cast("bytes | None", encoded)
 
     @property
     def what(self) -> str:
