@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import TOKEN
 from truto_airflow.exceptions import TrutoAPIError, TrutoResponseError
@@ -102,3 +105,111 @@ def test_a_json_object_is_returned() -> None:
 def test_raw_format_passes_the_crms_own_body_through() -> None:
     with hook_for(httpx2.Response(200, json=[1, 2])) as hook:
         assert hook.update_opportunity("123", {"amount": 1}, response_format="raw") == [1, 2]
+
+
+# -- the per-row check: a strict reader first, json.loads for the rest ------------------------
+
+#: Bodies where a strict JSON reader and ``json.loads`` may disagree (encodings, numbers,
+#: surrogates, control characters, whitespace, nesting); each must get json.loads's verdict.
+EDGE_BODIES: dict[str, bytes] = {
+    "object": b'{"id": "1", "amount": 1}',
+    "nan": b'{"a": NaN}',
+    "infinity": b'{"a": -Infinity}',
+    "huge-int": b'{"a": ' + b"9" * 5000 + b"}",  # past Python's int digit limit: not JSON
+    "long-int": b'{"a": ' + b"9" * 30 + b"}",
+    "huge-float": b'{"a": 1e400}',
+    "huge-exponent": b'{"a": 1e99999999999999999999}',
+    "long-float": b'{"a": ' + b"1" * 5000 + b".5}",
+    "raw-control-char": b'{"a": "x\x01y"}',
+    "raw-tab-in-string": b'{"a": "x\ty"}',
+    "raw-del": b'{"a": "\x7f"}',
+    "invalid-utf8": b'{"a": "\xff"}',
+    "overlong-utf8": b'{"a": "\xc0\xaf"}',
+    "utf8-surrogate": b'{"a": "\xed\xa0\x80"}',
+    "escaped-lone-surrogate": b'{"a": "\\ud800"}',
+    "astral": '{"a": "\U0001f600"}'.encode(),
+    "utf8-bom": b'\xef\xbb\xbf{"a": 1}',
+    "utf16": '{"a": 1}'.encode("utf-16-le"),
+    "utf16-bom": '{"a": 1}'.encode("utf-16"),
+    "utf32": '{"a": 1}'.encode("utf-32-be"),
+    "vertical-tab": b'\x0b{"a": 1}',
+    "form-feed": b'{"a": 1}\x0c',
+    "nbsp": '\u00a0{"a": 1}'.encode(),
+    "trailing-ws": b'{"a": 1} \n\r\t',
+    "trailing-nul": b'{"a": 1}\x00',
+    "trailing-junk": b'{"a": 1} x',
+    "duplicate-keys": b'{"a": 1, "a": 2}',
+    "leading-zero": b'{"a": 01}',
+    "plus-sign": b'{"a": +1}',
+    "bare-fraction": b'{"a": .5}',
+    "bad-escape": b'{"a": "\\x"}',
+    "non-string-key": b"{1: 2}",
+    "python-true": b'{"a": True}',
+    "nested-900": b'{"a":' * 900 + b"1" + b"}" * 900,
+    "list": b"[{}]",
+    "string": b'"{}"',
+    "empty": b"",
+    "spaces": b"   ",
+}
+
+
+def _verdict(check: Any, content: bytes) -> Any:
+    try:
+        return check(content)
+    except RecursionError:
+        return "RecursionError"
+
+
+def _old_rule(content: bytes) -> bool:
+    from truto_airflow.hooks._answers import _parsed
+
+    return isinstance(_parsed(content), dict)
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_BODIES))
+def test_the_fast_object_check_gives_json_loads_verdict(name: str) -> None:
+    from truto_airflow.hooks._answers import _is_json_object
+
+    body = EDGE_BODIES[name]
+    assert _verdict(_is_json_object, body) == _verdict(_old_rule, body)
+
+
+def test_nesting_too_deep_for_json_loads_is_not_read_as_an_object() -> None:
+    from truto_airflow.hooks._answers import _is_json_object
+
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    assert _verdict(_is_json_object, deep) == _verdict(_old_rule, deep) == "RecursionError"
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> bytes:
+    """JSON in several spellings (NaN allowed, ASCII-escaped or not, other encodings), then
+    perhaps broken: a byte inserted, replaced or cut off."""
+    value = draw(st.dictionaries(st.text(), _json_values, max_size=4) | _json_values)
+    text = json.dumps(value, ensure_ascii=draw(st.booleans()))
+    body = text.encode(draw(st.sampled_from(["utf-8", "utf-8", "utf-16", "utf-32-le"])), "replace")
+    edit = draw(st.sampled_from(["none", "insert", "replace", "cut"]))
+    if edit != "none" and body:
+        at = draw(st.integers(0, len(body) - 1))
+        byte = bytes([draw(st.integers(0, 255))])
+        body = {
+            "insert": body[:at] + byte + body[at:],
+            "replace": body[:at] + byte + body[at + 1 :],
+            "cut": body[:at],
+        }[edit]
+    return body
+
+
+@settings(max_examples=400)
+@given(body=_bodies() | st.binary(max_size=40))
+def test_the_fast_object_check_agrees_with_json_loads(body: bytes) -> None:
+    from truto_airflow.hooks._answers import _is_json_object
+
+    assert _verdict(_is_json_object, body) == _verdict(_old_rule, body)
