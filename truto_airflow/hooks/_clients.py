@@ -174,23 +174,21 @@ class _ClientLifecycle:
     def get_async_conn(self) -> httpx2.AsyncClient:
         """The hook's pooled async client for the running event loop."""
         loop = asyncio.get_running_loop()
+        client = self._async_client
+        if client is not None and self._async_loop is loop and not client.is_closed:
+            return client  # each bulk row leases it: nothing else to do on the way
         _quiet_httpx_logger()
-        if (
-            self._async_client is None
-            or self._async_client.is_closed
-            or self._async_loop is not loop
-        ):
-            limits = httpx2.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=self._max_connections,
-            )
-            self._async_client = httpx2.AsyncClient(
-                transport=_AsyncKeepOpen(self._async_transport) if self._async_transport else None,
-                limits=limits,
-                **self._client_kwargs(),
-            )
-            self._async_loop = loop
-        return self._async_client
+        limits = httpx2.Limits(
+            max_connections=self._max_connections,
+            max_keepalive_connections=self._max_connections,
+        )
+        client = self._async_client = httpx2.AsyncClient(
+            transport=_AsyncKeepOpen(self._async_transport) if self._async_transport else None,
+            limits=limits,
+            **self._client_kwargs(),
+        )
+        self._async_loop = loop
+        return client
 
     def close(self) -> None:
         """Close the sync client (the async one is closed by :meth:`aclose`).

@@ -242,3 +242,34 @@ def test_aclose_during_a_write_on_the_aiohttp_wire(monkeypatch: pytest.MonkeyPat
     typed_or_answer(first)
     typed_or_answer(second)
     assert first == second == OPP
+
+
+@pytest.mark.usefixtures("truto_conn")
+def test_the_async_client_is_reused_only_while_open_and_on_its_loop() -> None:
+    """The lease's quick path (every bulk row leases the client) hands back the same client only
+    while it is open and on the loop that made it; the httpx2 logger is quieted when one is
+    made, unless the user set its level."""
+    import logging
+
+    logger = logging.getLogger("httpx2")
+    saved = logger.level
+    hook = TrutoHook(async_transport=httpx2.MockTransport(lambda r: httpx2.Response(200)))
+
+    async def clients() -> list[httpx2.AsyncClient]:
+        first = hook.get_async_conn()
+        same = hook.get_async_conn()
+        await first.aclose()  # closed behind the hook's back: a new one
+        fresh = hook.get_async_conn()
+        return [first, same, fresh]
+
+    try:
+        logger.setLevel(logging.NOTSET)
+        first, same, fresh = asyncio.run(clients())
+        assert same is first and fresh is not first and not fresh.is_closed
+        assert logger.level == logging.WARNING
+        logger.setLevel(logging.DEBUG)  # the user's choice stands
+        other_loop = asyncio.run(clients())[0]  # another event loop: its own client
+        assert other_loop is not fresh
+        assert logger.level == logging.DEBUG
+    finally:
+        logger.setLevel(saved)
