@@ -92,8 +92,9 @@ class Outcome(str, enum.Enum):
     INTERRUPTED = "interrupted"
 
 
-#: Outcomes of rows that were sent (or tried to be): only these have a final status code.
-_SENT = frozenset({Outcome.UPDATED, Outcome.FAILED})
+#: Outcomes (their values) of rows that were sent, or tried to be: only these have a final
+#: status code.
+_SENT_VALUES = frozenset({Outcome.UPDATED.value, Outcome.FAILED.value})
 
 #: Outcomes always present in the summary (the data-safety ones appear when they occur).
 CORE_OUTCOMES = (Outcome.UPDATED, Outcome.FAILED, Outcome.INVALID)
@@ -328,19 +329,25 @@ class SummaryBuilder:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def record(self, result: RowResult) -> None:
+        # Every row passes here once: plain lookups (an Enum's ``value`` and hash are Python
+        # code) and no Counter built per row.
         self.total_rows += 1
-        self.outcomes[result.outcome.value] += 1
-        code = "none" if result.status_code is None else str(result.status_code)
-        if result.outcome in _SENT and not result.already_applied:
-            self.status_codes[code] += 1
+        outcome = result.outcome._value_
+        self.outcomes[outcome] += 1
         if result.already_applied:
             self.already_applied += 1
+        elif outcome in _SENT_VALUES:
+            status = result.status_code
+            self.status_codes["none" if status is None else str(status)] += 1
         if result.not_sent:
             self.not_sent += 1
         account = result.integrated_account_id or "(none)"
-        if account not in self.accounts and len(self.accounts) >= 1000:
-            account = "(other)"
-        self.accounts.setdefault(account, Counter())[result.outcome.value] += 1
+        counts = self.accounts.get(account)
+        if counts is None:
+            if len(self.accounts) >= 1000:
+                account = "(other)"
+            counts = self.accounts.setdefault(account, Counter())
+        counts[outcome] += 1
 
     def request_done(self, status: int | None, seconds: float) -> None:
         self.requests_sent += 1

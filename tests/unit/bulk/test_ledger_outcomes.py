@@ -8,6 +8,8 @@ import pathlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from truto_airflow.bulk import Outcome, RowResult
 from truto_airflow.bulk.ledger import (
@@ -130,6 +132,61 @@ def test_summary_and_table() -> None:
     assert lines[2].split() == ["(none)", "0", "0", "1", "1"]
     assert any(line.split() == ["all", "5", "1", "1", "7"] for line in lines)
     assert "429s: 1" in lines[-1]
+
+
+def _reference_counts(results: list[RowResult]) -> dict[str, Any]:
+    """The summary's per-row counts as first written (the rule SummaryBuilder.record keeps)."""
+    from collections import Counter
+
+    outcomes: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    accounts: dict[str, Counter[str]] = {}
+    applied = not_sent = 0
+    for r in results:
+        outcomes[r.outcome.value] += 1
+        code = "none" if r.status_code is None else str(r.status_code)
+        if r.outcome in (Outcome.UPDATED, Outcome.FAILED) and not r.already_applied:
+            codes[code] += 1
+        applied += r.already_applied
+        not_sent += r.not_sent
+        account = r.integrated_account_id or "(none)"
+        if account not in accounts and len(accounts) >= 1000:
+            account = "(other)"
+        accounts.setdefault(account, Counter())[r.outcome.value] += 1
+    return {
+        "rows": len(results),
+        "outcomes": {o: outcomes.get(o, 0) for o in ("updated", "failed", "invalid")}
+        | {k: v for k, v in outcomes.items() if k not in ("updated", "failed", "invalid")},
+        "status_codes": dict(sorted(codes.items())),
+        "already_applied": applied,
+        "not_sent": not_sent,
+        "accounts": {k: dict(v) for k, v in sorted(accounts.items())},
+    }
+
+
+_results = st.builds(
+    RowResult,
+    index=st.integers(0, 10),
+    outcome=st.sampled_from(list(Outcome)),
+    integrated_account_id=st.none() | st.sampled_from(["", "acc-1", "acc-2", "(other)"]),
+    status_code=st.none() | st.sampled_from([200, 204, 401, 429, 500]),
+    not_sent=st.booleans(),
+    already_applied=st.booleans(),
+)
+
+
+@settings(max_examples=150)
+@given(results=st.lists(_results, max_size=30), crowd=st.sampled_from([0, 999, 1000]))
+def test_summary_counts_every_row_by_the_one_rule(results: list[RowResult], crowd: int) -> None:
+    """Outcomes, final status codes (only for sent rows not applied earlier), accounts (at most
+    1000, then ``(other)``), ``already_applied`` and ``not_sent``, whatever the mix."""
+    rows = [RowResult(i, Outcome.UPDATED, str(i), f"crowd-{i}", 200) for i in range(crowd)]
+    rows += results
+    builder = SummaryBuilder()
+    for row in rows:
+        builder.record(row)
+    summary = builder.build(duration=1.0, rejected={})
+    assert {k: summary[k] for k in _reference_counts(rows)} == _reference_counts(rows)
 
 
 def test_latency_percentiles() -> None:
