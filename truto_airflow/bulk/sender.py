@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from truto_airflow.bulk.transport import AiohttpTransport, Answer, BaseURL
+from truto_airflow.bulk.transport import (
+    AUTO_HEADERS,
+    AiohttpTransport,
+    Answer,
+    BaseURL,
+    auto_headers_missing,
+)
 
 if TYPE_CHECKING:
     from truto_airflow.hooks.truto import PreparedRequest, TrutoHook
@@ -45,6 +51,7 @@ class BulkSender:
         self._client: httpx2.AsyncClient | None = None
         self._base: BaseURL | None = None
         self._headers: dict[str, str] = {}
+        self._skip: tuple[str, ...] | None = AUTO_HEADERS
         self._queries: dict[tuple[tuple[str, str], ...], str] = {}
 
     async def send_once(self, request: PreparedRequest) -> Answer:
@@ -68,15 +75,18 @@ class BulkSender:
                 headers,
                 request.content,
                 timeout=self.hook.settings.timeout,
+                skip=self._skip,
             )
         finally:
             await self.hook.return_async_client(client)
 
     def _learn(self, client: httpx2.AsyncClient) -> BaseURL:
-        """What every request of this client shares: the base URL and the default headers."""
+        """What every request of this client shares: the base URL, the default headers and
+        so which of aiohttp's automatic headers must be skipped (a row adds only its key)."""
         self._client = client
         self._base = BaseURL(str(client.base_url))
         self._headers = dict(client.headers.items())
+        self._skip = auto_headers_missing(self._headers)
         return self._base
 
     def _query(self, request: PreparedRequest) -> str:

@@ -17,17 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 
-__all__ = ["AiohttpTransport", "Answer", "BaseURL", "aiohttp_available"]
+__all__ = ["AiohttpTransport", "Answer", "BaseURL", "aiohttp_available", "auto_headers_missing"]
+
+#: Headers aiohttp adds to a request that lacks them (its defaults, a body's content type). A
+#: request must carry exactly the headers httpx2 would send, so aiohttp is told to skip these.
+AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
 
 
 def aiohttp_available() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
+
+
+def auto_headers_missing(names: Iterable[str]) -> tuple[str, ...] | None:
+    """Which of :data:`AUTO_HEADERS` a request with these header names lacks (``None``: none).
+
+    aiohttp adds none of them to a request that carries them all, so such a request needs no
+    skip list, and a skip list costs aiohttp two header maps per request. The bulk fast path
+    works this out once per client (its rows add only an ``Idempotency-Key``).
+    """
+    present = {name.lower() for name in names}
+    missing = tuple(name for name in AUTO_HEADERS if name.lower() not in present)
+    return missing or None
 
 
 def _encoded(url: str) -> Any:
@@ -161,9 +177,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,  # httpx2 decodes content-encoding itself
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type", "Accept"),
                 cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            )  # no session-wide skip list: each request says what to skip (AUTO_HEADERS)
         return self._session
 
     @staticmethod
@@ -188,6 +203,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 request.method,
                 _encoded(str(request.url)),
                 headers=list(request.headers.multi_items()),
+                skip_auto_headers=AUTO_HEADERS,
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),
@@ -212,10 +228,12 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         content: bytes | None,
         *,
         timeout: float,
+        skip: tuple[str, ...] | None = AUTO_HEADERS,
     ) -> Answer:
         """The bulk fast path: one request from ready-made parts (the caller passes the client's
         own base URL and default headers), read into an :class:`Answer`; no httpx2 request or
-        response objects are built."""
+        response objects are built. ``skip``: the :data:`AUTO_HEADERS` that ``headers`` lack,
+        as :func:`auto_headers_missing` says (the default names them all)."""
         import aiohttp
 
         session = self._session
@@ -227,6 +245,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 method,
                 url,
                 headers=headers,
+                skip_auto_headers=skip,
                 data=content,
                 allow_redirects=False,
                 timeout=self._raw_timeout(timeout),

@@ -31,6 +31,8 @@ class RawServer:
     def __init__(self) -> None:
         self.targets: list[str] = []
         self.keys: list[str | None] = []
+        #: Each request's headers as sent: (lower-case name, value), in order.
+        self.heads: list[list[tuple[str, str]]] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
         ready = threading.Event()
@@ -55,8 +57,10 @@ class RawServer:
                 _, target, _ = line.decode("latin-1").split(" ", 2)
                 length = 0
                 key = None
+                head: list[tuple[str, str]] = []
                 while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
                     name, _, value = header.decode("latin-1").partition(":")
+                    head.append((name.strip().lower(), value.strip()))
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
                     if name.strip().lower() == "idempotency-key":
@@ -65,6 +69,7 @@ class RawServer:
                     await reader.readexactly(length)
                 self.targets.append(target)
                 self.keys.append(key)
+                self.heads.append(head)
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 2\r\n\r\n{}"
@@ -297,3 +302,68 @@ def test_a_yarl_that_cannot_build_from_parts_falls_back_to_parsing(
         "https://proxy.example.com/truto/unified/crm/opportunities/%2E%2E?a=%20"
     )
     assert str(base.url("/x", "")) == "https://proxy.example.com/truto/x"
+
+
+def test_the_fast_path_sends_the_headers_httpx2_sends(server: RawServer, conn_id: str) -> None:
+    """Same names, values and count on both wires (aiohttp adds none of its own defaults):
+    pure httpx2, the aiohttp transport behind httpx2, and the bulk fast path."""
+    plain = TrutoHook(conn_id, max_retries=0)
+    transport = AiohttpTransport()
+    fast = TrutoHook(conn_id, max_retries=0, async_transport=transport)
+    before = len(server.heads)
+
+    async def go() -> None:
+        try:
+            for hook in (plain, fast):
+                request = hook.prepare_update("o1", {"amount": 1}, idempotency_key="k-1")
+                await hook.asend_once(request)
+            await BulkSender(fast).send_once(
+                fast.prepare_update("o1", {"amount": 1}, idempotency_key="k-1")
+            )
+        finally:
+            await plain.aclose()
+            await fast.aclose()
+            await transport.aclose()
+
+    asyncio.run(go())
+    httpx2_head, behind_httpx2, fast_path = (sorted(h) for h in server.heads[before:])
+    assert fast_path == behind_httpx2 == httpx2_head
+    names = [name for name, _ in fast_path]
+    assert len(names) == len(set(names)) and "idempotency-key" in names
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["Accept", "Accept-Encoding", "Content-Type", "User-Agent"],
+        ["accept", "content-type"],
+        [],
+    ],
+)
+def test_the_fast_path_never_adds_aiohttps_automatic_headers(
+    server: RawServer, given: list[str]
+) -> None:
+    """Whatever default headers a client has, aiohttp adds none (skip list worked out once)."""
+    from truto_airflow.bulk.transport import AUTO_HEADERS, BaseURL, auto_headers_missing
+
+    transport = AiohttpTransport()
+    headers = {name: f"v-{name.lower()}" for name in given}
+    before = len(server.heads)
+    skip = auto_headers_missing(headers)
+    assert skip == (
+        tuple(n for n in AUTO_HEADERS if n.lower() not in map(str.lower, given)) or None
+    )
+
+    async def go() -> None:
+        try:
+            base = BaseURL(f"http://127.0.0.1:{server.port}")
+            await transport.send_raw("PATCH", base, "/x", "", headers, b"{}", timeout=5, skip=skip)
+        finally:
+            await transport.aclose()
+
+    asyncio.run(go())
+    (head,) = server.heads[before:]
+    assert sorted(head) == sorted(
+        [(n.lower(), v) for n, v in headers.items()]
+        + [("host", f"127.0.0.1:{server.port}"), ("content-length", "2")]
+    )
