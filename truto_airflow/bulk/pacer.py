@@ -46,9 +46,14 @@ class RateLimitInfo:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
-        limit = _int((headers.get("ratelimit-limit") or "").partition(";")[0])
-        remaining = _int(headers.get("ratelimit-remaining"))
-        reset = parse_delay_seconds(headers.get("ratelimit-reset"))
+        limit_text = headers.get("ratelimit-limit")
+        remaining_text = headers.get("ratelimit-remaining")
+        reset_text = headers.get("ratelimit-reset")
+        if limit_text is None and remaining_text is None and reset_text is None:
+            return None  # no published limit (each answer of such an account asks)
+        limit = _int((limit_text or "").partition(";")[0])
+        remaining = _int(remaining_text)
+        reset = parse_delay_seconds(reset_text)
         if remaining is None and reset is None and limit is None:
             return None
         return cls(limit=limit, remaining=remaining, reset_s=reset)

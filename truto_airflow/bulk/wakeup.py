@@ -69,6 +69,8 @@ class Waiters:
 
     def wake_all(self) -> None:
         """Resume every parked waiter (the run is ending, or many may proceed at once)."""
+        if not self._parked:
+            return  # the common case (every settled row asks): no new queue per call
         parked, self._parked = self._parked, deque()
         for future in parked:
             if not future.done():
