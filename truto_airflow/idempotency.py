@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from truto_airflow.exceptions import TrutoInputError
+from truto_airflow.json_values import compact_encoder
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -69,12 +69,12 @@ def validate_idempotency_key(value: object) -> str:
 
 #: ``json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)`` exactly, built once
 #: (``json.dumps`` builds an encoder per call when given arguments; this runs once per row).
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+_canonical = compact_encoder(sort_keys=True, default=str)
 
 
 def body_fingerprint(body: Any) -> str:
     """SHA-256 of the body's canonical JSON (sorted keys, compact)."""
-    return hashlib.sha256(_CANONICAL.encode(body).encode()).hexdigest()
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
 def derive_idempotency_key(

@@ -5,7 +5,6 @@ read in :mod:`truto_airflow.hooks._answers`.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,7 @@ from truto_airflow.exceptions import (
     TrutoInputError,
 )
 from truto_airflow.idempotency import RunIdentity, validate_idempotency_key
-from truto_airflow.json_values import JsonValueError, json_value
+from truto_airflow.json_values import JsonValueError, compact_encoder, json_value
 from truto_airflow.models.opportunity import OpportunityUpdate, update_body
 from truto_airflow.models.options import (
     OpportunityListOptions,
@@ -48,8 +47,8 @@ __all__ = [
 OPPORTUNITIES_PATH = "/unified/crm/opportunities"
 #: The encoder of every request body: ``json.dumps(body, separators=(",", ":"),
 #: ensure_ascii=False)`` exactly, built once (``json.dumps`` builds one per call with these
-#: arguments).
-_BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+#: arguments, and ``JSONEncoder.encode`` its C encoder per call: ``compact_encoder``).
+_encode_body = compact_encoder(ensure_ascii=False)
 _NOT_ENCODED = object()
 
 #: Longest opportunity id accepted. Known CRM ids are short (Salesforce 18 characters, Dynamics
@@ -145,9 +144,7 @@ class PreparedRequest:
         encoded = memo.get("_content", _NOT_ENCODED)
         if encoded is _NOT_ENCODED:
             body = self.json_body
-            encoded = memo["_content"] = (
-                None if body is None else _BODY_ENCODER.encode(body).encode()
-            )
+            encoded = memo["_content"] = None if body is None else _encode_body(body).encode()
         return cast("bytes | None", encoded)
 
     @property
