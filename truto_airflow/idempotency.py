@@ -92,18 +92,14 @@ def derive_idempotency_key(
 
     ``row`` is the bulk input ordinal (``None`` for a single write); see the module docstring.
     """
-    parts = [
-        str(dag_id),
-        str(task_id),
-        str(run_id),
-        str(-1 if map_index is None else map_index),
-        str(integrated_account_id),
-        str(opportunity_id),
-        body_fingerprint(body),
-    ]
+    # The parts as str(), joined by U+001F (one f-string: a list and join cost more per row).
+    text = (
+        f"{dag_id!s}\x1f{task_id!s}\x1f{run_id!s}\x1f{-1 if map_index is None else map_index!s}"
+        f"\x1f{integrated_account_id!s}\x1f{opportunity_id!s}\x1f{body_fingerprint(body)}"
+    )
     if row is not None:
-        parts.append(f"row={int(row)}")
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+        text = f"{text}\x1frow={int(row)}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"{KEY_PREFIX}{digest[:48]}"
 
 

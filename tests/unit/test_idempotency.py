@@ -64,3 +64,50 @@ def test_derived_keys_are_pinned_across_releases() -> None:
         identity.key(account=account, opportunity_id="o/1", body={"name": "Déal"})
         == "truto-airflow-34869b50670918228d5097a09fac680a9b1548808c323df3"
     )
+
+
+def _released_derivation(parts: dict[str, Any]) -> str:
+    """The derivation as released (a list of str() parts joined by U+001F), the reference any
+    faster spelling must match byte for byte."""
+    import hashlib
+    import json
+
+    body = json.dumps(parts["body"], sort_keys=True, separators=(",", ":"), default=str)
+    joined = [
+        str(parts["dag_id"]),
+        str(parts["task_id"]),
+        str(parts["run_id"]),
+        str(-1 if parts["map_index"] is None else parts["map_index"]),
+        str(parts["integrated_account_id"]),
+        str(parts["opportunity_id"]),
+        hashlib.sha256(body.encode()).hexdigest(),
+    ]
+    if parts.get("row") is not None:
+        joined.append(f"row={int(parts['row'])}")
+    return "truto-airflow-" + hashlib.sha256("\x1f".join(joined).encode()).hexdigest()[:48]
+
+
+class _Text(str):
+    def __str__(self) -> str:
+        return "shown"
+
+
+_part = st.one_of(st.text(max_size=6), st.integers(-3, 3), st.just(_Text("x")))
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "dag_id": _part,
+            "task_id": _part,
+            "run_id": _part,
+            "map_index": st.one_of(st.none(), st.integers(-2, 5)),
+            "integrated_account_id": _part,
+            "opportunity_id": _part,
+            "body": st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3)),
+        },
+        optional={"row": st.one_of(st.none(), st.integers(0, 10**6), st.booleans())},
+    )
+)
+def test_the_derivation_is_the_released_one_byte_for_byte(parts: dict[str, Any]) -> None:
+    assert derive_idempotency_key(**parts) == _released_derivation(parts)

@@ -19,7 +19,7 @@ from truto_airflow.exceptions import (
 )
 from truto_airflow.idempotency import RunIdentity, validate_idempotency_key
 from truto_airflow.json_values import JsonValueError, compact_encoder, json_value
-from truto_airflow.models.opportunity import OpportunityUpdate, update_body
+from truto_airflow.models.opportunity import OpportunityUpdate, flat_update_body, update_body
 from truto_airflow.models.options import (
     OpportunityListOptions,
     TrutoQueryArgs,
@@ -300,14 +300,15 @@ class _RequestBuilding:
         are validated, so a row's reason is the same either way): the bulk preparer passes the
         one it keeps per account instead of rebuilding it for every row."""
         path = opportunity_path(opportunity_id)
-        payload = update_body(body)  # the model's body (a flat one read without building it)
+        flat = flat_update_body(body)  # a flat body is read without the model, and JSON already
+        payload = update_body(body) if flat is None else flat
         if not payload:
             raise TrutoInputError(
                 f"the update for opportunity {opportunity_id!r} has no fields; give at least one "
                 "field (or skip the row upstream)"
             )
         encoded = query()
-        json_body = _checked_body(payload)
+        json_body = _checked_body(payload) if flat is None else flat
         if isinstance(idempotency_key, RunIdentity):  # from the write as validated
             key = idempotency_key.key(
                 account=encoded.account, opportunity_id=str(opportunity_id), body=json_body
