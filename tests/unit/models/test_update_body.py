@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from truto_airflow.exceptions import TrutoInputError
-from truto_airflow.json_values import MAX_SAFE_INTEGER
+from truto_airflow.json_values import MAX_SAFE_INTEGER, json_value
 from truto_airflow.models import opportunity
 from truto_airflow.models.opportunity import OpportunityUpdate, parse_update_body, update_body
 
@@ -86,6 +86,8 @@ def test_flat_bodies_take_the_shortcut_and_equal_the_model(body: dict[str, Any])
     fast = opportunity.flat_update_body(body)
     assert fast is not None, body
     assert repr(fast) == repr(expected)
+    # build_update sends it as read: it is JSON already, as json_value would give it
+    assert repr(json_value(fast, ("json",), free_form=False)) == repr(fast)
 
 
 @pytest.mark.parametrize(
