@@ -282,14 +282,25 @@ def _parse_constant(text: str) -> BadNumber:
     return BadNumber(text, f"{text} is not a number JSON allows (nor a finite one); {_CLEAR}")
 
 
+#: The decoder :func:`loads` reads with, built once: ``json.loads`` builds a decoder (and its
+#: scanner) per call when given hooks, which costs more than reading a short line.
+_DECODER = json.JSONDecoder(parse_float=parse_float_text, parse_constant=_parse_constant)
+
+
 def loads(text: str | bytes) -> Any:
     """``json.loads`` where numbers a double cannot hold become :class:`BadNumber` markers.
 
     A decimal literal with more digits than a double keeps (``0.10000000000000001``) is read as
     that double, as every JSON reader (and Truto) reads it; only overflow to infinity, underflow
-    to zero and the non-standard ``NaN``/``Infinity`` literals are marked.
+    to zero and the non-standard ``NaN``/``Infinity`` literals are marked. Bytes are decoded as
+    ``json.loads`` decodes them (UTF-8/16/32, detected); anything else ``json.loads`` refuses
+    (a text starting with a byte-order mark, a non-text value) is left to it, for its error.
     """
-    return json.loads(text, parse_float=parse_float_text, parse_constant=_parse_constant)
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    elif not isinstance(text, str) or text.startswith("\ufeff"):
+        return json.loads(text, parse_float=parse_float_text, parse_constant=_parse_constant)
+    return _DECODER.decode(text)
 
 
 def compact_encoder(
