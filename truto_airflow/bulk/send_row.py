@@ -26,7 +26,7 @@ from truto_airflow.bulk.rejects import RejectedRows
 from truto_airflow.bulk.rows import RawRow
 from truto_airflow.bulk.sender import BulkSender
 from truto_airflow.bulk.steps import RowStep, StepDecision, step_name
-from truto_airflow.bulk.wakeup import Waiters
+from truto_airflow.bulk.wakeup import BatchWaiters, Waiters
 from truto_airflow.exceptions import TrutoAPIError, status_policy
 from truto_airflow.retry import RetryPolicy
 
@@ -61,7 +61,7 @@ class RowSending:
     progress: ProgressReporter | None
     _retry_seq: itertools.count[int]
     _in_memory: int
-    _room: Waiters
+    _room: BatchWaiters
     _idle: Waiters
     _held: dict[int, tuple[AccountState, RowItem]]
     _reading: RawRow | RowItem | None
@@ -280,7 +280,7 @@ class RowSending:
                 self._drain_closed(acct)
         if counted:
             self._in_memory -= 1
-            self._room.wake_all()  # the reader, if it waits for room
+            self._room.signal()  # the reader, if it waits for room (once per batch)
             # No worker is woken here: rows settle in a worker, which looks for work next.
         progress = self.progress
         if progress is not None and progress.due(self.summary.done):

@@ -244,3 +244,37 @@ def test_progress_lines(caplog: pytest.LogCaptureFixture) -> None:
     assert "10/35 rows (28.6%)" in lines[0]
     assert "rows/s, ETA" in lines[0]
     assert "35/35 rows (100.0%)" in lines[-1]
+
+
+def test_the_reader_waits_for_a_batch_of_room_within_the_memory_bound() -> None:
+    """When answers are slower than reading, the reader parks for room: it is woken once a batch
+    of rows has settled (it used to be woken, admit one row and park again for every row),
+    and never holds more than the window, nor more than an account's queue, in memory."""
+    import asyncio
+
+    rows = 600
+    high = {"in_memory": 0, "queued": 0}
+
+    async def slow(request: httpx2.Request) -> httpx2.Response:
+        high["in_memory"] = max(high["in_memory"], engine._in_memory)
+        high["queued"] = max(high["queued"], *(len(a.queue) for a in engine._accounts.values()))
+        await asyncio.sleep(0.005)
+        return ok(request)
+
+    engine = make_engine(
+        slow, settings=BulkSettings(max_concurrency=8, progress_every_seconds=None)
+    )
+    waits = 0
+    room_wait = engine._room.wait
+
+    async def counted(timeout: float | None) -> None:
+        nonlocal waits
+        waits += 1
+        await room_wait(timeout)
+
+    engine._room.wait = counted  # type: ignore[method-assign]
+    summary = run(engine, rows_for(rows, ACCOUNTS[0]))
+    assert summary["outcomes"] == {"updated": rows, "failed": 0, "invalid": 0}
+    assert high["queued"] <= engine.per_account and high["in_memory"] <= engine.window
+    assert engine._room.batch == 4
+    assert 0 < waits <= rows // engine._room.batch + 10  # woken per row: 228 waits here

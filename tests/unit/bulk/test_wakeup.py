@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from truto_airflow.bulk.runner import frozen_heap
-from truto_airflow.bulk.wakeup import Waiters
+from truto_airflow.bulk.wakeup import BatchWaiters, Waiters
 
 LOOPS = ["asyncio", "uvloop"]
 
@@ -102,3 +102,28 @@ def test_frozen_heap_freezes_for_the_block_only() -> None:
         del garbage
         assert gc.collect() >= 1
     assert gc.get_freeze_count() == before == 0
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_batch_waiters_wake_once_a_batch_of_signals_came_since_the_wait(loop_kind: str) -> None:
+    async def main() -> None:
+        room = BatchWaiters(3)
+        room.signal()  # nobody waits: nothing to wake, and it does not count for a later wait
+        parked = asyncio.create_task(room.wait(None))
+        await asyncio.sleep(0)
+        room.signal()
+        room.signal()
+        await asyncio.sleep(0)
+        assert not parked.done() and len(room) == 1
+        room.signal()  # the third since the wait began
+        await parked
+        again = asyncio.create_task(room.wait(None))  # a new wait counts afresh
+        await asyncio.sleep(0)
+        room.signal()
+        await asyncio.sleep(0)
+        assert not again.done()
+        room.wake_all()  # the run ends, a spill refills: at once, whatever the count
+        await again
+        assert len(room) == 0 and room.pending == 0
+
+    run_on(loop_kind, main)
