@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import numbers
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -26,7 +26,14 @@ from pydantic import (
 
 from truto_airflow.exceptions import TrutoInputError
 from truto_airflow.json_values import JsonValueError, dotted, json_value
-from truto_airflow.models._types import MAX_AMOUNT, Amount, IsoDateTime, IsoTime
+from truto_airflow.models._types import (
+    MAX_AMOUNT,
+    Amount,
+    IsoDateTime,
+    IsoTime,
+    parse_datetime,
+    parse_time_of_day,
+)
 from truto_airflow.rendered import rendered_object
 
 __all__ = [
@@ -280,23 +287,45 @@ def parse_update_body(body: Any) -> OpportunityUpdate:
 
 #: Fields a flat body may hold (:func:`update_body`'s shortcut), in declaration order: the order
 #: of ``to_body()``'s keys. Text fields take any ``str`` the model takes (a lone surrogate is
-#: left to the model, which refuses it); ``amount`` an exact ``int`` or finite ``float``.
-_FLAT_FIELDS = tuple(
-    name
-    for name in OpportunityUpdate.model_fields
-    if name in {"name", "description", "amount", "currency", "status"}
+#: left to the model, which refuses it), date and time fields a ``str`` their own parser reads
+#: (:data:`_FLAT_PARSERS`); ``amount`` an exact ``int`` or finite ``float``.
+_FLAT = frozenset(
+    {
+        "name",
+        "description",
+        "amount",
+        "currency",
+        "close_date",
+        "close_time",
+        "created_at",
+        "status",
+    }
 )
-_FLAT = frozenset(_FLAT_FIELDS)
+_FLAT_FIELDS = tuple(name for name in OpportunityUpdate.model_fields if name in _FLAT)
+
+
+def _iso_datetime(text: str) -> str:
+    """An ``IsoDateTime`` field's text as the model sends it: its parser, then its serializer."""
+    return parse_datetime(text).isoformat()
+
+
+#: The text fields the model parses (their type's own parser, then as the model dumps them).
+_FLAT_PARSERS: dict[str, Callable[[str], str]] = {
+    "close_date": _iso_datetime,
+    "created_at": _iso_datetime,
+    "close_time": parse_time_of_day,
+}
 
 
 def flat_update_body(body: Any) -> dict[str, Any] | None:
-    """``parse_update_body(body).to_body()`` for a body of only text fields and ``amount``
-    (``None`` or a plain ``str``, ``int`` or ``float``), without building the model; ``None``
-    for any other body (only a plain ``dict`` is read), and for any value the model might
-    refuse or change (the model then decides, and names the problem). Proven equal to the
-    model by hypothesis (tests/unit/models/test_update_body.py)."""
+    """``parse_update_body(body).to_body()`` for a body of only text, date and time fields and
+    ``amount`` (``None`` or a plain ``str``, ``int`` or ``float``), without building the model;
+    ``None`` for any other body (only a plain ``dict`` is read), and for any value the model
+    might refuse or change otherwise (the model then decides, and names the problem). Proven
+    equal to the model by hypothesis (tests/unit/models/test_update_body.py)."""
     if type(body) is not dict:
         return None
+    parsed: dict[str, str] | None = None
     for key, value in body.items():
         if value is None:
             if key not in _FLAT:
@@ -308,21 +337,32 @@ def flat_update_body(body: Any) -> dict[str, Any] | None:
                 return None
         elif key not in _FLAT or type(value) is not str:
             return None
-        elif not value.isascii():
-            try:
-                value.encode("utf-8")  # a lone surrogate is not Unicode: the model refuses it
-            except UnicodeEncodeError:
-                return None
-    return {name: body[name] for name in _FLAT_FIELDS if name in body}
+        else:
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")  # a lone surrogate is not Unicode: the model refuses it
+                except UnicodeEncodeError:
+                    return None
+            parse = _FLAT_PARSERS.get(key)
+            if parse is not None:
+                try:
+                    text = parse(value)
+                except ValueError:  # the model refuses it, with the field's name: let it say so
+                    return None
+                parsed = {key: text} if parsed is None else {**parsed, key: text}
+    flat = {name: body[name] for name in _FLAT_FIELDS if name in body}
+    if parsed:
+        flat.update(parsed)  # keys already in place: the order stays the declared one
+    return flat
 
 
 def update_body(body: Any) -> dict[str, Any]:
     """The JSON body of an update: ``parse_update_body(body).to_body()``, with the same
     refusals (:class:`TrutoInputError`).
 
-    A plain ``dict`` holding only text fields and ``amount`` (what most bulk rows are) is read
-    without building the model (:func:`flat_update_body`): the model costs several times the check
-    itself, and every row of a bulk run passes here.
+    A plain ``dict`` holding only text, date and time fields and ``amount`` (what most bulk
+    rows are) is read without building the model (:func:`flat_update_body`): the model costs
+    several times the check itself, and every row of a bulk run passes here.
     """
     flat = flat_update_body(body)
     return parse_update_body(body).to_body() if flat is None else flat

@@ -341,6 +341,18 @@ def test_odd_account_options_give_the_reason_they_gave_before(odd: Any) -> None:
             b'{"description":"x","amount":1.5,"status":null}',
         ),
         (
+            8,
+            {  # flat, with dates and a time: parsed by their own fields' rules, reordered
+                "close_time": " 17:30 ",
+                "created_at": "2026-01-02 10:30+02:00",
+                "close_date": "2026-01-02",
+                "amount": 3,
+            },
+            "truto-airflow-8200e95dfa224c3c5e1264c7447087a33abc2071ca1c9f3d",
+            b'{"amount":3,"close_date":"2026-01-02T00:00:00+00:00","close_time":"17:30",'
+            b'"created_at":"2026-01-02T10:30:00+02:00"}',
+        ),
+        (
             7,
             {"amount": 7, "close_date": "2026-01-02", "owner": {"id": 5}},  # through the model
             "truto-airflow-ee83b81221ab053f93888e97f5c2018778486951e881bb8b",

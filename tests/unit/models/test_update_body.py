@@ -33,6 +33,19 @@ def _model(body: Any) -> dict[str, Any]:
 
 
 _edges = [MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER - 1]
+#: Date and time texts, valid and not: what the fields' own parsers accept or refuse.
+_dates = st.one_of(
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+    st.dates().map(lambda d: d.isoformat()),
+    st.times().map(lambda t: t.isoformat()),
+    st.from_regex(
+        r"\A[0-9 ]{0,5}-?[0-9]{1,2}-?[0-9]{1,3}"
+        r"([Tt ][0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,10})?)?"
+        r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?)?\Z"
+    ),
+    st.sampled_from(["2026-02-30", " 2026-01-02 ", "2026-01-02T10:00+14:01", "24:00", "now"]),
+    st.sampled_from(["17:30", " 17:30:05 ", "17:60", "5", "2026-01-02T10:00:00.1234567891Z"]),
+)
 _values = st.one_of(
     st.none(),
     st.booleans(),
@@ -43,6 +56,7 @@ _values = st.one_of(
     st.text(max_size=6),
     st.text(st.characters(min_codepoint=0xD7FE, max_codepoint=0xE001), max_size=3),  # surrogates
     st.sampled_from(["\ud800", "a\udfff", " ", "NaN", "nan", "12", "1e3", "2026-01-02"]),
+    _dates,
     st.decimals(allow_nan=True, places=None),
     st.builds(Decimal, st.sampled_from(["1.5", "NaN", "1e400"])),
     st.just({"id": "7"}),
@@ -50,6 +64,7 @@ _values = st.one_of(
 )
 _keys = st.one_of(
     st.sampled_from(["name", "description", "amount", "currency", "status"]),
+    st.sampled_from(["close_date", "created_at", "close_time"]),
     st.sampled_from(["close_date", "owner", "stage", "custom_fields", "remote_data"]),
     st.sampled_from(["nmae", "Amount", "", "id"]),
     st.text(max_size=4),
@@ -65,10 +80,12 @@ def test_update_body_accepts_refuses_and_encodes_as_the_model(body: dict[str, An
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["name", "description", "amount", "currency", "status"]),
+        st.sampled_from(["name", "description", "amount", "currency", "status"])
+        | st.sampled_from(["close_date", "created_at", "close_time"]),
         st.one_of(
             st.none(),
             st.text(),
+            _dates,
             st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
             st.floats(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
         ),
@@ -95,6 +112,8 @@ def test_flat_bodies_take_the_shortcut_and_equal_the_model(body: dict[str, Any])
     [
         {"amount": 4200, "name": "Benchmark deal"},
         {"status": "won", "amount": 1.5, "currency": "EUR", "description": None, "name": ""},
+        {"close_date": "2026-01-02", "created_at": "2026-01-02 10:30+02:00", "amount": 3},
+        {"close_time": " 17:30 ", "close_date": None},
     ],
 )
 def test_the_usual_bulk_row_does_not_build_the_model(
@@ -119,7 +138,11 @@ def test_the_usual_bulk_row_does_not_build_the_model(
         {"name": "\ud800"},
         {"name": 5},
         {"nmae": "x"},
-        {"close_date": "2026-01-02"},
+        {"close_date": "01/02/2026"},
+        {"close_date": "2026-02-30"},
+        {"close_time": "17:60"},
+        {"created_at": 5},
+        {"owner": {"id": "7"}},
     ],
 )
 def test_what_the_shortcut_does_not_take_is_left_to_the_model(body: dict[str, Any]) -> None:
