@@ -285,36 +285,31 @@ def parse_update_body(body: Any) -> OpportunityUpdate:
         raise TrutoInputError(format_validation_error(exc)) from None
 
 
-#: Fields a flat body may hold (:func:`update_body`'s shortcut), in declaration order: the order
-#: of ``to_body()``'s keys. Text fields take any ``str`` the model takes (a lone surrogate is
-#: left to the model, which refuses it), date and time fields a ``str`` their own parser reads
-#: (:data:`_FLAT_PARSERS`); ``amount`` an exact ``int`` or finite ``float``.
-_FLAT = frozenset(
-    {
-        "name",
-        "description",
-        "amount",
-        "currency",
-        "close_date",
-        "close_time",
-        "created_at",
-        "status",
-    }
-)
-_FLAT_FIELDS = tuple(name for name in OpportunityUpdate.model_fields if name in _FLAT)
-
-
 def _iso_datetime(text: str) -> str:
     """An ``IsoDateTime`` field's text as the model sends it: its parser, then its serializer."""
     return parse_datetime(text).isoformat()
 
 
-#: The text fields the model parses (their type's own parser, then as the model dumps them).
-_FLAT_PARSERS: dict[str, Callable[[str], str]] = {
-    "close_date": _iso_datetime,
-    "created_at": _iso_datetime,
-    "close_time": parse_time_of_day,
-}
+def _fields_typed(annotation: Any) -> frozenset[str]:
+    """The update's fields declared exactly ``annotation``."""
+    return frozenset(
+        name
+        for name, info in OpportunityUpdate.model_fields.items()
+        if info.annotation == annotation
+    )
+
+
+#: What a flat body (:func:`update_body`'s shortcut) may hold, read from the model's own field
+#: types: plain text fields (``str | None``: any ``str`` the model takes; a lone surrogate is
+#: left to the model, which refuses it), date and time fields given as text (read by their type's
+#: own parser, sent as the model dumps them), and amounts (an exact ``int`` or finite ``float``).
+_FLAT_PARSERS: dict[str, Callable[[str], str]] = dict.fromkeys(
+    _fields_typed(IsoDateTime | None), _iso_datetime
+) | dict.fromkeys(_fields_typed(IsoTime | None), parse_time_of_day)
+_AMOUNTS = _fields_typed(Amount | None)
+_FLAT = _fields_typed(str | None) | _FLAT_PARSERS.keys() | _AMOUNTS
+#: In declaration order: the order of ``to_body()``'s keys.
+_FLAT_FIELDS = tuple(name for name in OpportunityUpdate.model_fields if name in _FLAT)
 
 
 def flat_update_body(body: Any) -> dict[str, Any] | None:
@@ -330,7 +325,7 @@ def flat_update_body(body: Any) -> dict[str, Any] | None:
         if value is None:
             if key not in _FLAT:
                 return None
-        elif key == "amount":
+        elif key in _AMOUNTS:
             kind = type(value)
             # NaN fails both comparisons; bool, Decimal, numpy and text go to the model
             if (kind is not int and kind is not float) or not -MAX_AMOUNT <= value <= MAX_AMOUNT:

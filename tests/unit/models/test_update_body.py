@@ -148,3 +148,14 @@ def test_the_usual_bulk_row_does_not_build_the_model(
 def test_what_the_shortcut_does_not_take_is_left_to_the_model(body: dict[str, Any]) -> None:
     assert opportunity.flat_update_body(body) is None
     assert _outcome(update_body, body) == _outcome(_model, body)
+
+
+def test_the_shortcuts_fields_are_read_from_the_models_types() -> None:
+    """Plain text fields, the date/time fields with their parsers, the amount; never a
+    reference or a free-form field (the model reads those)."""
+    assert {"name", "description", "currency", "status"} <= opportunity._FLAT
+    assert {"amount"} == opportunity._AMOUNTS
+    assert set(opportunity._FLAT_PARSERS) == {"close_date", "created_at", "close_time"}
+    assert (
+        {"name", "description", "currency", "status", "amount"} | set(opportunity._FLAT_PARSERS)
+    ) == opportunity._FLAT
