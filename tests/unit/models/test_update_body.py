@@ -159,3 +159,21 @@ def test_the_shortcuts_fields_are_read_from_the_models_types() -> None:
     assert (
         {"name", "description", "currency", "status", "amount"} | set(opportunity._FLAT_PARSERS)
     ) == opportunity._FLAT
+
+
+def test_the_model_has_no_rule_the_shortcut_would_skip() -> None:
+    """The shortcut reads the flat fields by their types alone. A validator or serializer added
+    to the model later (say, an ISO 4217 check on ``currency``) would be skipped by it for every
+    flat body: this fails first, so the shortcut is taught the rule (or drops the field)."""
+    model = opportunity.OpportunityUpdate
+    decorators = model.__pydantic_decorators__
+    assert list(decorators.model_validators) == ["_json_values"]
+    assert not decorators.field_validators
+    assert not decorators.field_serializers
+    assert not decorators.model_serializers
+    assert not decorators.validators
+    config = model.model_config
+    assert not any(config.get(k) for k in ("str_strip_whitespace", "str_to_lower", "str_to_upper"))
+    assert config.get("str_max_length") is None and config.get("str_min_length") in (None, 0)
+    # constraints given with Field(...) (max_length, pattern ...) live in a field's metadata
+    assert all(not model.model_fields[name].metadata for name in opportunity._FLAT)
