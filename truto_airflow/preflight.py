@@ -259,10 +259,10 @@ def check_update(
     """
     caps = capabilities or load_opportunity_capabilities()
     body = update_body(update)  # validated first, whatever the integration: the write's fields
-    # the rules of a name are remembered; anything else (unhashable) is worked out each time
-    rules = (_rules if integration is None or isinstance(integration, str) else _rules.__wrapped__)(
-        caps, integration
-    )
+    if integration is None or isinstance(integration, str):
+        rules = _rules(caps, integration)  # remembered per integration name
+    else:  # not a name (perhaps not hashable): worked out each time
+        rules = _rules.__wrapped__(caps, integration)
     report = rules.report
     if not report.checked:
         return report

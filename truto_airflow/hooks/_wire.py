@@ -19,7 +19,11 @@ from truto_airflow.exceptions import (
 )
 from truto_airflow.idempotency import RunIdentity, validate_idempotency_key
 from truto_airflow.json_values import JsonValueError, compact_encoder, json_value
-from truto_airflow.models.opportunity import OpportunityUpdate, flat_update_body, update_body
+from truto_airflow.models.opportunity import (
+    OpportunityUpdate,
+    flat_update_body,
+    parse_update_body,
+)
 from truto_airflow.models.options import (
     OpportunityListOptions,
     TrutoQueryArgs,
@@ -301,7 +305,7 @@ class _RequestBuilding:
         one it keeps per account instead of rebuilding it for every row."""
         path = opportunity_path(opportunity_id)
         flat = flat_update_body(body)  # a flat body is read without the model, and JSON already
-        payload = update_body(body) if flat is None else flat
+        payload = parse_update_body(body).to_body() if flat is None else flat
         if not payload:
             raise TrutoInputError(
                 f"the update for opportunity {opportunity_id!r} has no fields; give at least one "
